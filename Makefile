@@ -1,0 +1,58 @@
+# Cloud BMS: make help lists the targets. Every target sets up what it needs, and does nothing twice.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+NODE   ?= node
+# Debian packages the integration tests start as real servers.
+SYS_PKGS := mosquitto influxdb
+SYS_BINS := mosquitto influxd
+
+.PHONY: help setup sysdeps mpy test test-gate test-py test-vm clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# --- set-up (idempotent: stamps are newer than their inputs, so a second run installs nothing) ---
+$(VENV)/.stamp: pyproject.toml
+	@echo "== Python virtual environment ($(VENV))"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	@echo "== MicroPython VM (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+sysdeps: ## install the Debian packages for the real servers (mosquitto, influxdb) when missing
+	@missing=""; for b in $(SYS_BINS); do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "== apt-get install $(SYS_PKGS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYS_PKGS) >/dev/null; \
+	  else echo "missing servers; run: sudo apt-get install -y $(SYS_PKGS)"; exit 1; fi; \
+	fi
+
+setup: $(VENV)/.stamp node_modules/.stamp sysdeps ## set up .venv, the MicroPython VM and the servers
+
+# --- build ---
+mpy: $(VENV)/.stamp ## compile the firmware for the ESP32 (xtensawin) into build/, print the size
+	@$(PY) tools/build_mpy.py --out build
+
+# --- tests ---
+test-gate: $(VENV)/.stamp ## gate: every firmware file compiles with mpy-cross -march=xtensawin
+	@$(PY) tools/build_mpy.py --out build --quiet
+
+test-py: setup ## CPython tests (host port, emulator, driver, pack, comms, bridge with real servers)
+	@$(PYTEST) -q
+
+test-vm: test-gate node_modules/.stamp ## the same .mpy files make flash copies, imported and tested in the MicroPython VM
+	@$(NODE) tools/mpvm/run.mjs --build build --tests tests/mpy
+
+test: setup test-gate test-vm test-py ## everything: set-up, mpy-cross gate, MicroPython VM tests, pytest
+
+clean: ## remove build output (keeps .venv and node_modules)
+	rm -rf build .pytest_cache

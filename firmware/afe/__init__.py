@@ -1,0 +1,1 @@
+"""AFE (analog front end) drivers: register access only. Pack logic reaches the chip through them."""

@@ -1,0 +1,1 @@
+"""Cell balancing policy: which cells bleed, when, and for how long."""

@@ -1,0 +1,1 @@
+"""Communications: frame codec, Wi-Fi/MQTT link, outbox, downlink commands, authentication."""

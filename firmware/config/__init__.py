@@ -1,0 +1,1 @@
+"""Configuration: defaults, chemistry presets, validation, atomic persistence."""

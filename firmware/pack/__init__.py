@@ -1,0 +1,1 @@
+"""Pack logic: protection, state machine, SOC/SOH. Never imports `machine`."""
