@@ -1,6 +1,7 @@
 """Compile every firmware module with mpy-cross for the ESP32 into build/, keeping the package layout.
 
     python tools/build_mpy.py --out build          # build/firmware/.../*.mpy, prints the total size
+    python tools/build_mpy.py --src /tmp/t/firmware --out /tmp/t/build   # another tree (runner tests)
 What lands in build/ is exactly what `make flash` copies and what the MicroPython VM tests import.
 Exits 1 (naming each file) if any module does not compile: CPython-only syntax is caught here.
 """
@@ -53,12 +54,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="build", help="output folder (default: build)")
     ap.add_argument("--quiet", action="store_true", help="print only errors and one summary line")
+    ap.add_argument("--src", default="firmware",
+                    help="the firmware package folder to compile (default: firmware); its name is the package name")
     args = ap.parse_args(argv)
     out = ROOT / args.out
-    count, errors, total = compile_tree(ROOT / "firmware", out, args.quiet)
+    src = (ROOT / args.src).resolve()
+    if not src.is_dir():
+        print(f"no such firmware folder: {src}", file=sys.stderr)
+        return 2
+    count, errors, total = compile_tree(src, out, args.quiet)
     for e in errors:
         print("mpy-cross FAILED", e, file=sys.stderr)
-    print(f"mpy-cross -march={ARCH}: {count} modules, {total} bytes ({total / 1024:.1f} KiB) in {args.out}/firmware"
+    print(f"mpy-cross -march={ARCH}: {count} modules, {total} bytes ({total / 1024:.1f} KiB) in {args.out}/{src.name}"
           + (f", {len(errors)} FAILED" if errors else ""))
     return 1 if errors else 0
 
