@@ -1,5 +1,5 @@
 """Balancing policy: when, which cells, chip limits (max cells, no adjacent), derating, stop on fault."""
-from bal_fakes import FakeAFE
+from tests.pack.pack_fakes import FakeAFE
 
 from firmware.balancing.policy import Balancer
 from firmware.config import defaults
