@@ -194,6 +194,10 @@ class App:
             from firmware.comms import commands
             result, msg = commands.set_config(self.cfg, params["key"], params["value"], self.cfg_path)
             if result == cc.RESULT_OK:
+                # The status frame reports the hash of the applied config: keep it current.
+                if hasattr(self.comms, "config_hash"):
+                    from firmware.config import store
+                    self.comms.config_hash = store.checksum(store.encode(self.cfg))
                 try:
                     self.apply_config()
                 except OSError as e:

@@ -21,7 +21,7 @@ DEFAULTS = {
     "vcell_mode": 0,             # AFE inputs wired to cells, bit n = VC(n+1); 0 = the lowest cell_count
     # --- cycle ---
     "period_ms": 250,            # fixed protection cycle
-    "comms_budget_ms": 20,       # bounded network work per cycle
+    "comms_budget_ms": 100,      # bounded network work per cycle (socket timeout = budget/3 = 33 ms: a LAN or nearby broker)
     "wdt_ms": 5000,              # ESP32 watchdog; fed only when a cycle completes
     # --- firmware protections (second line): threshold, delay, recovery hysteresis ---
     "cell_ov_mv": 3650, "cell_ov_delay_ms": 1000, "cell_ov_hyst_mv": 150,

@@ -1,0 +1,317 @@
+"""Comms: what the protection cycle calls. Batches samples into telemetry frames, queues events and
+acks, runs the link, the downlink commands and time sync, and drains the outboxes within a budget.
+
+    comms = Comms("bms-0001", key, link, spill_dir="/outbox", state_dir="/comms")
+    comms.offer_sample(sample); comms.offer_event(kind, code, value); comms.poll(budget_ms)  # each cycle
+
+- offer_sample() never blocks and allocates nothing: at most one sample per `sample_every_ms` is
+  delta-coded straight into the open telemetry frame (the encoder's preallocated buffer is the batch).
+- poll() closes the batch every `batch_ms` (HMAC, push to the telemetry outbox), closes the open event
+  frame, advances the link, answers commands, syncs time, and publishes queued frames with QoS 1 while
+  the link's budget allows (link.py). A frame leaves its outbox only after its PUBACK.
+- Two outboxes: events, acks and status in a small one, telemetry in a large one, so a long outage
+  that fills the flash drops old telemetry, never an event. Frames go out in (boot, seq) order, except
+  that an event/ack/status frame may overtake at most REORDER_MAX queued telemetry frames: the bridge
+  refuses a seq more than its window (64) below the highest it accepted (cloud_bridge/verify.py).
+- Sequence numbers count every frame of this boot; the boot counter is persisted (bootcount.py).
+"""
+import time
+
+from firmware.comms import auth, frame
+from firmware.comms import bootcount
+from firmware.comms.commands import Commands
+from firmware.comms.link import Link
+from firmware.comms.outbox import Outbox
+from firmware.comms.timesync import TimeSync
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+REORDER_MAX = const(32)          # half the bridge's replay window of 64 frames
+REBOOT_GRACE_MS = const(5000)    # after a reboot command: wait this long at most for its ack to go out
+
+
+class Comms:
+    def __init__(self, device_id, key, link, spill_dir="/outbox", state_dir="/comms",
+                 sample_every_ms=1000, batch_ms=10000, tlm_slots=10, tlm_slot_bytes=512,
+                 tlm_max_segments=256, evt_slots=4, evt_slot_bytes=320, evt_max_segments=16,
+                 timesync=None, fw_version="0", board_name="", config_hash=0, reset_cause=0,
+                 cell_count=0, temp_count=0, reset_fn=None):
+        if not 100 <= sample_every_ms <= 60000 or not sample_every_ms <= batch_ms <= 600000:
+            raise ValueError("comms: sample_every_ms 100..60000, batch_ms sample_every_ms..600000")
+        if evt_slot_bytes < 320:
+            raise ValueError("comms: evt_slot_bytes >= 320 (an ack with a 255-byte message)")
+        self.device_id = device_id
+        self._auth = key if isinstance(key, auth.Authenticator) else auth.Authenticator(key)
+        self.link = link
+        self.boot = bootcount.next_boot(state_dir + "/boot")
+        self.seq = 0
+        self.ts = timesync if timesync is not None else TimeSync()
+        self.commands = Commands(device_id, self._auth, bootcount.IntFile(state_dir + "/cmd_hwm"),
+                                 timesync=self.ts)
+        self.sample_every_ms = sample_every_ms
+        self.batch_ms = batch_ms
+        # A frame is closed before it outgrows an outbox slot: encoder capacity = slot size.
+        self._tlm = frame.Encoder(device_id, self._auth, self.boot, capacity=tlm_slot_bytes)
+        self._evt = frame.Encoder(device_id, self._auth, self.boot, capacity=evt_slot_bytes)
+        self._one = frame.Encoder(device_id, self._auth, self.boot, capacity=evt_slot_bytes)
+        self.tlm_box = Outbox(spill_dir + "/tlm", tlm_slots, tlm_slot_bytes, tlm_max_segments)
+        self.evt_box = Outbox(spill_dir + "/evt", evt_slots, evt_slot_bytes, evt_max_segments)
+        self.fw_version = fw_version
+        self.board_name = board_name
+        self.config_hash = config_hash
+        self.reset_cause = reset_cause
+        self.cell_count = cell_count
+        self.temp_count = temp_count
+        self.reset_fn = reset_fn
+        self._tlm_open = False
+        self._tlm_t0 = 0
+        self._evt_open = False
+        self._next_sample = time.ticks_ms()
+        self._sessions_seen = 0
+        self._reboot_t = 0
+        # counters (docs/comms.md)
+        self.samples = 0                 # samples put into frames
+        self.bad_samples = 0             # samples the encoder refused (shape or range)
+        self.events = 0
+        self.frames_sent = 0
+        self.polls = 0
+        self.last_poll_us = 0            # duration of the last poll (diagnostics)
+        self.max_poll_us = 0
+
+    # ---------------------------------------------------------------- the app's hook
+    @property
+    def on_command(self):
+        return self.commands.handler
+
+    @on_command.setter
+    def on_command(self, fn):
+        """fn(code, params) -> (result, message) for the pack/config commands (command_codes)."""
+        self.commands.handler = fn
+
+    # ---------------------------------------------------------------- producer side (the cycle)
+    def _next_seq(self):
+        s = self.seq
+        self.seq = s + 1
+        return s
+
+    def offer_sample(self, sample):
+        """Copy one sample into the open telemetry frame (at most one per sample_every_ms). No blocking."""
+        now = time.ticks_ms()
+        lag = time.ticks_diff(now, self._next_sample)
+        if lag < 0:
+            return
+        if lag >= self.sample_every_ms:      # a long stall: re-anchor rather than burst
+            self._next_sample = time.ticks_add(now, self.sample_every_ms)
+        else:
+            self._next_sample = time.ticks_add(self._next_sample, self.sample_every_ms)
+        try:
+            if not self._tlm_open:
+                self._begin_tlm(sample, now)
+            if not self._tlm.add_sample(sample):
+                # Frame full before batch_ms (large deltas): close it now (allocates for the HMAC; rare).
+                self._close_tlm()
+                self._begin_tlm(sample, now)
+                if not self._tlm.add_sample(sample):
+                    self.bad_samples += 1
+                    return
+        except ValueError:
+            self.bad_samples += 1
+            return
+        self.samples += 1
+
+    def _begin_tlm(self, sample, now):
+        ts = self.ts
+        ts.update()
+        self._tlm.begin_telemetry(self._next_seq(), now, ts.up_s, ts.up_ms, sample.cell_count,
+                                  sample.temp_count, ts.wall_s, ts.wall_ms)
+        self._tlm_open = True
+        self._tlm_t0 = now
+
+    def _close_tlm(self):
+        if not self._tlm_open:
+            return
+        self._tlm_open = False
+        if self._tlm.count:
+            self.tlm_box.push(self._tlm.finish())
+
+    def offer_event(self, kind, code, value):
+        """Queue an event; kind is the frame's event byte (1 raised, 2 cleared, 3 info: the app uses the
+        frame's numbering, firmware.pack.state). It goes out with the next poll."""
+        ev = kind
+        now = time.ticks_ms()
+        try:
+            if not self._evt_open:
+                self._begin_evt(now)
+            if not self._evt.add_event(now, ev, code, value):
+                self._close_evt()
+                self._begin_evt(now)
+                self._evt.add_event(now, ev, code, value)
+        except ValueError:
+            return
+        self.events += 1
+
+    def _begin_evt(self, now):
+        ts = self.ts
+        ts.update()
+        self._evt.begin_events(self._next_seq(), now, ts.up_s, ts.up_ms, ts.wall_s, ts.wall_ms)
+        self._evt_open = True
+
+    def _close_evt(self):
+        if not self._evt_open:
+            return
+        self._evt_open = False
+        if self._evt.count:
+            self.evt_box.push(self._evt.finish())
+
+    def _push_one(self, mv):
+        self.evt_box.push(mv)
+
+    def _status(self):
+        ts = self.ts
+        now = ts.update()
+        self._push_one(self._one.status(self._next_seq(), now, ts.up_s, ts.up_ms, self.fw_version,
+                                        self.board_name, self.config_hash, self.reset_cause,
+                                        self.cell_count, self.temp_count, ts.wall_s, ts.wall_ms))
+
+    def _ack(self, counter, code, result, message):
+        ts = self.ts
+        now = ts.update()
+        self._push_one(self._one.ack(self._next_seq(), now, ts.up_s, ts.up_ms, counter, code, result,
+                                     message, ts.wall_s, ts.wall_ms))
+
+    # ---------------------------------------------------------------- poll
+    def poll(self, budget_ms):
+        """Bounded network work (see link.py for how the budget bounds every blocking call)."""
+        t0 = time.ticks_us()
+        self.polls += 1
+        link = self.link
+        link.begin(budget_ms)
+        now = self.ts.update()
+        if self._tlm_open and time.ticks_diff(now, self._tlm_t0) >= self.batch_ms - self.sample_every_ms // 2:
+            self._close_tlm()
+        self._close_evt()
+        link.poll()
+        if link.sessions != self._sessions_seen:
+            # A new session: announce ourselves (retained status replaces the broker's "offline" will).
+            self._sessions_seen = link.sessions
+            self._status()
+        while link.inbox:
+            topic, msg = link.inbox.pop(0)
+            r = self.commands.handle(msg)
+            if r is not None:
+                self._ack(r[0], r[1], r[2], r[3])
+        if link.up and self.ts.due() and link.fits(1):
+            self.ts.sync(link.timeout_ms)
+        self._drain()
+        if self.commands.reboot_requested:
+            self._maybe_reboot(now)
+        d = time.ticks_diff(time.ticks_us(), t0)
+        self.last_poll_us = d
+        if d > self.max_poll_us:
+            self.max_poll_us = d
+
+    def _pick(self):
+        """The outbox whose head goes next: (boot, seq) order, events may overtake REORDER_MAX frames."""
+        ev = self.evt_box.peek()
+        tl = self.tlm_box.peek()
+        if ev is None:
+            return None if tl is None else self.tlm_box
+        if tl is None:
+            return self.evt_box
+        he = frame.peek_header(ev)
+        ht = frame.peek_header(tl)
+        if he["boot"] != ht["boot"]:
+            return self.evt_box if he["boot"] < ht["boot"] else self.tlm_box
+        if he["seq"] - ht["seq"] <= REORDER_MAX:
+            return self.evt_box
+        return self.tlm_box
+
+    def _drain(self):
+        link = self.link
+        while link.up:
+            box = self._pick()
+            if box is None:
+                return
+            mv = box.peek()
+            kind = mv[1]
+            if not 1 <= kind <= 4:
+                box.pop()               # cannot happen with our own encoder; never wedge the queue
+                continue
+            if not link.publish(link.topic_by_kind[kind], mv, kind == frame.KIND_STATUS):
+                return
+            box.pop()
+            self.frames_sent += 1
+
+    def _maybe_reboot(self, now):
+        if self._reboot_t == 0:
+            self._reboot_t = now | 1
+        if len(self.evt_box) and time.ticks_diff(now, self._reboot_t) < REBOOT_GRACE_MS:
+            return
+        self.commands.reboot_requested = False
+        self.link.close()
+        if self.reset_fn is not None:
+            self.reset_fn()
+        else:
+            import machine
+            machine.reset()
+
+    # ---------------------------------------------------------------- state for tests and status
+    def pending(self):
+        """Frames waiting in the outboxes (not counting the open batch)."""
+        return len(self.tlm_box) + len(self.evt_box)
+
+    def flush(self):
+        """Close the open telemetry and event frames now (tests, before a planned reboot)."""
+        self._close_tlm()
+        self._close_evt()
+
+    # ---------------------------------------------------------------- construction from a board
+    @classmethod
+    def from_board(cls, b, cfg, secrets_path=None):
+        """Build from the board description and the site secrets file (docs/comms.md).
+
+        ValueError when the secrets are missing or incomplete (the app then runs without comms)."""
+        import json
+        path = secrets_path or b.get("secrets_path", "/secrets.json")
+        try:
+            with open(path) as f:
+                sec = json.load(f)
+        except OSError:
+            raise ValueError("comms: no secrets file %s" % path)
+        for k in ("device_id", "key", "wifi_ssid", "wifi_key", "mqtt_host", "mqtt_password"):
+            if not sec.get(k):
+                raise ValueError("comms: secrets %s lacks %s" % (path, k))
+        opts = b.get("comms", {})
+        ssl = None
+        if sec.get("mqtt_tls"):
+            import ssl as _ssl
+            ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+            if sec.get("mqtt_ca"):
+                ctx.load_verify_locations(cadata=sec["mqtt_ca"])
+            ssl = ctx
+        dev = sec["device_id"]
+        link = Link(dev, sec["wifi_ssid"], sec["wifi_key"], sec["mqtt_host"], port=sec.get("mqtt_port", 0),
+                    user=sec.get("mqtt_user", dev), password=sec["mqtt_password"], ssl=ssl,
+                    keepalive_s=opts.get("keepalive_s", 60), topic_root=opts.get("topic_root", "bms"))
+        ts = TimeSync(ntp_host=opts.get("ntp_host"))
+        try:
+            from firmware.config import store
+            chash = store.checksum(store.encode(cfg))
+        except (ImportError, ValueError):
+            chash = 0
+        try:
+            import machine
+            cause = machine.reset_cause()
+        except (ImportError, AttributeError):
+            cause = 0
+        from firmware.version import FIRMWARE_VERSION
+        return cls(dev, sec["key"], link, spill_dir=opts.get("spill_dir", "/outbox"),
+                   state_dir=opts.get("state_dir", "/comms"),
+                   sample_every_ms=opts.get("sample_every_ms", 1000), batch_ms=opts.get("batch_ms", 10000),
+                   timesync=ts, fw_version=FIRMWARE_VERSION, board_name=b.get("name", ""),
+                   config_hash=chash, reset_cause=cause & 0xFF, cell_count=cfg["cell_count"],
+                   temp_count=cfg["temp_count"])

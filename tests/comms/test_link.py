@@ -1,0 +1,177 @@
+"""The link keeps every poll within its budget whatever the broker does, reconnects after any error
+with a jittered capped backoff, and rides out Wi-Fi outages (simulated radio, real sockets)."""
+import socket
+import time as _time
+
+import network
+import pytest
+
+from firmware.comms import link as L
+from tests.comms.comms_helpers import (Subscriber, broker_users, make_comms, make_link, make_sample,
+                                       step_sample, wifi_instant)
+
+# A poll may exceed its budget only by scheduling noise on a loaded 2-core machine; an unbounded
+# wait would be the socket default (seconds to forever). 1 s separates the two by a wide margin.
+MARGIN_S = 1.0
+
+
+def blackhole_listener():
+    """A TCP port that completes the handshake (kernel backlog) and never sends a byte."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    return s
+
+
+def timed_polls(comms, budget_ms, duration_s, offer=None):
+    """Poll for duration_s of real time; return the wall duration of each poll."""
+    took = []
+    end = _time.monotonic() + duration_s
+    while _time.monotonic() < end:
+        if offer is not None:
+            offer()
+        t0 = _time.perf_counter()
+        comms.poll(budget_ms)
+        took.append(_time.perf_counter() - t0)
+        _time.sleep(0.005)
+    return took
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    lk = L.Link("d1", "s", "k", "127.0.0.1", backoff_min_ms=100, backoff_max_ms=3000, seed=7)
+    delays = [lk._backoff() for _ in range(10)]
+    caps = [min(3000, 100 << n) for n in range(10)]
+    for d, cap in zip(delays, caps):
+        assert cap // 2 <= d <= cap          # equal jitter: half fixed, half random
+    assert delays[-1] <= 3000 and delays[-3:] != [delays[-1]] * 3   # capped, and not in lockstep
+
+
+def test_bad_link_arguments_are_refused():
+    with pytest.raises(ValueError):
+        L.Link("a/b", "s", "k", "h")
+    with pytest.raises(ValueError):
+        L.Link("d", "s", "k", "h", backoff_min_ms=10, backoff_max_ms=5)
+
+
+def test_blackholed_broker_every_poll_within_budget(tmp_path):
+    """Accepts TCP, never answers: every connect attempt times out after a socket timeout derived
+    from the budget, and no poll blocks longer than the budget (plus scheduling noise)."""
+    wifi_instant()
+    hole = blackhole_listener()
+    try:
+        lk = make_link(None, port=hole.getsockname()[1], backoff_min_ms=20, backoff_max_ms=100)
+        comms = make_comms(tmp_path, lk)
+        s = make_sample()
+        budget_ms = 30
+        took = timed_polls(comms, budget_ms, 2.0, offer=lambda: comms.offer_sample(s))
+    finally:
+        hole.close()
+    slow = [t for t in took if t > budget_ms / 1000 + MARGIN_S]
+    assert slow == [], slow
+    assert 1 <= lk.connect_timeout_ms <= budget_ms // L.CONNECT_UNITS   # derived from the budget
+    assert lk.connects >= 5 and lk.sessions == 0 and not lk.up
+    assert isinstance(lk.last_error, OSError)
+    assert len(took) > 20
+
+
+def test_broker_freezing_mid_session_keeps_polls_bounded_then_recovers(tmp_path, mosquitto_factory):
+    """The broker stops answering (SIGSTOP) with a live session: the publish waiting for PUBACK times
+    out within the budget, the session is dropped, reconnects are bounded too; after SIGCONT the frames
+    still queued go out."""
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True)
+    sub = Subscriber(broker)
+    lk = make_link(broker, backoff_min_ms=20, backoff_max_ms=200)
+    comms = make_comms(tmp_path, lk, sample_every_ms=100, batch_ms=200)
+    s = make_sample()
+    n = [0]
+    taken = []                                   # values of the samples comms took (1 per 100 ms)
+
+    def offer():
+        step_sample(s, n[0])
+        before = comms.samples
+        comms.offer_sample(s)
+        if comms.samples != before:
+            taken.append(n[0])
+        n[0] += 1
+
+    budget_ms = 45
+    timed_polls(comms, budget_ms, 0.5, offer)
+    assert lk.up and comms.frames_sent >= 1
+    broker.pause()
+    try:
+        took = timed_polls(comms, budget_ms, 2.0, offer)
+    finally:
+        broker.resume()
+    assert lk.failures >= 1 and comms.pending() >= 1
+    assert 1 <= lk.timeout_ms <= budget_ms // L.CONNECT_UNITS
+    slow = [t for t in took if t > budget_ms / 1000 + MARGIN_S]
+    assert slow == [], slow
+    timed_polls(comms, budget_ms, 1.5)
+    comms.flush()
+    timed_polls(comms, budget_ms, 0.5)
+    assert comms.pending() == 0
+    assert len(taken) >= 20
+    assert sub.wait_for(lambda x: sorted(set(c for _, _, c in x.samples())) == taken, 10), \
+        sorted(set(taken) - set(c for _, _, c in sub.samples()))
+    sub.close()
+
+
+def test_ten_minute_wifi_outage_is_held_and_drained(tmp_path, sim_clock, mosquitto_factory):
+    """10 minutes without the access point in simulated time: 600 samples wait in the outbox (RAM ring
+    spilling to flash segments) and all arrive, in order, once the radio is back."""
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True)
+    sub = Subscriber(broker)
+    lk = make_link(broker, backoff_min_ms=1000, backoff_max_ms=30000)
+    comms = make_comms(tmp_path, lk, batch_ms=10000)
+    s = make_sample()
+    k = 0
+
+    def cycles(n):
+        nonlocal k
+        for _ in range(n):
+            step_sample(s, k)
+            k += 1
+            comms.offer_sample(s)
+            comms.poll(150)
+            sim_clock.advance_ms(250)
+
+    cycles(40)                                    # 10 s online
+    assert lk.up
+    network.SIM.set_ap(False)
+    cycles(4 * 600)                               # 10 min without Wi-Fi
+    assert not lk.up and lk.wifi_failures >= 3
+    assert comms.tlm_box.flash_frames() > 0       # the RAM ring spilled to flash
+    held = comms.pending()
+    assert held >= 55                             # 600 s / 10 s batches
+    network.SIM.set_ap(True)
+    cycles(4 * 40)                                # backoff is capped at 30 s: back within 40 s
+    comms.flush()
+    want = list(range(0, k, 4))
+    for _ in range(8):
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    assert lk.up and comms.pending() == 0
+    assert sub.wait_for(lambda x: len(x.samples()) >= len(want), 20), (len(want), len(sub.samples()), sorted(set(want) - set(c for _, _, c in sub.samples()))[:20], comms.frames_sent, comms.tlm_box.dropped, comms.tlm_box.corrupt, comms.bad_samples)
+    got = [c for _, _, c in sub.samples()]
+    assert got == want                            # in order, nothing lost, nothing doubled
+    assert comms.tlm_box.dropped == 0
+    sub.close()
+
+
+def test_smaller_budget_starts_a_session_with_a_smaller_timeout(tmp_path, sim_clock, mosquitto_factory):
+    """comms_budget_ms lowered by a config command: the session made for the old budget would never
+    fit a publish again, so the link reconnects with a socket timeout derived from the new budget."""
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True)
+    lk = make_link(broker)
+    comms = make_comms(tmp_path, lk)
+    for _ in range(3):
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    assert lk.up and lk.timeout_ms == 50
+    for _ in range(3):
+        comms.poll(60)
+        sim_clock.advance_ms(250)
+    assert lk.up and lk.timeout_ms == 20 and lk.sessions == 2
