@@ -174,3 +174,19 @@ def test_dastatus6_accumulates_charge_and_reset_passq(sim):
     h.subcmd(0x0082)                                         # RESET_PASSQ
     d = h.subcmd_read(0x0076)[0]
     assert struct.unpack("<i", d[:4])[0] == 0
+
+
+def test_dm_read_works_sealed_by_default_as_the_reference_says(host):
+    host.subcmd(0x0030)                                     # SEAL
+    assert host.u16(0x12) >> 8 & 3 == 3
+    data, length = host.subcmd_read(0x9261)
+    assert length == 0x24 and data[0] == 0x88
+
+
+def test_dm_read_refused_when_sealed_with_the_option(sim):
+    b = make_emulated_board(attach=False, dm_read_when_sealed=False)
+    h = Host(b.chip)
+    h.subcmd_read(0x0001)                                   # fills the buffer with DEVICE_NUMBER
+    h.subcmd(0x0030)
+    with pytest.raises(OSError, match="checksum"):
+        h.subcmd_read(0x9261)                               # stale buffer: checksum fails

@@ -47,6 +47,8 @@ DEFAULT_OPTIONS = {
     "key_window_ms": 4000,
     "cfgupdate_fets_off": True,    # [U] FETs off while in CONFIG_UPDATE
     "cfgupdate_stops_adc": True,   # [U] measurements and protections pause in CONFIG_UPDATE
+    "dm_read_when_sealed": True,   # [U] reference section 4: data-memory reads "work in any mode"; False
+                                   # models a sealed chip refusing them (stale buffer, checksum fails)
     "comm_type_on_cfg_exit": False,  # [U] TRM SLUUBY2B: mode changes on SWAP_COMM_MODE/RESET, not on exit
     "crc_comm_types": (0x11, 0x12),  # [X] BQ76922 TRM: 0x11 I2C+CRC, 0x12 I2C fast+CRC
     "cb_adjacent": "allow",        # [U] "allow" or "reject" adjacent cells in CB_ACTIVE_CELLS

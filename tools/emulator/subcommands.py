@@ -100,7 +100,7 @@ class SubcommandMixin:
         if self.sec == R.SEC_SEALED and code not in SEALED_OK and not dm_in_range(code):
             return
         if dm_in_range(code):
-            if self.sec == R.SEC_SEALED:
+            if self.sec == R.SEC_SEALED and not self.opt["dm_read_when_sealed"]:
                 return
             self._respond(self.dm.read(code, 32))
             return
