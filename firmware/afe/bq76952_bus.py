@@ -177,10 +177,13 @@ class Transport:
         return self._s[2] | (self._s[3] << 8)
 
     def _sub_write(self, code, data):
-        """Write subcommand: code to 0x3E, data to 0x40, then checksum+length as ONE word at 0x60."""
+        """Write subcommand: code and data as one block from 0x3E, then checksum+length as ONE word at 0x60."""
         n = len(data)
-        self._write(R.SUBCMD_LOW, bytes((code & 0xFF, code >> 8)))
-        self._write(R.TRANSFER_BUFFER, data)
+        # Code and data in ONE block from 0x3E (0x3E, 0x3F, 0x40.. are contiguous), as TI's examples do:
+        # a code written alone starts a read of that address into the buffer ~0.5 ms later, which can
+        # overwrite data written in a separate, later transaction on a slow host (seen on the virtual
+        # board). Whether the chip starts that read when data follows in the same block is [U].
+        self._write(R.SUBCMD_LOW, bytes((code & 0xFF, code >> 8)) + bytes(data))
         total = (code & 0xFF) + (code >> 8)
         for b in data:
             total += b

@@ -115,8 +115,10 @@ def test_data_memory_write_sequence_matches_reference_example():
     bus = FakeBQ()
     bus.r[0x12] |= 1               # in CONFIG_UPDATE
     BQ76952(bus)._dm_write(0x9180, 2, 0x307A)
+    # Code and data in one block from 0x3E (auto-increment runs 0x3E, 0x3F, 0x40, 0x41), then the
+    # checksum/length word of the reference example (0x44, 0x06) at 0x60.
     assert [x for x in bus.log if x[0] == "w"] == [
-        ("w", 0x3E, b"\x80\x91"), ("w", 0x40, b"\x7a\x30"), ("w", 0x60, b"\x44\x06")]
+        ("w", 0x3E, b"\x80\x91\x7a\x30"), ("w", 0x60, b"\x44\x06")]
     assert bus.dm[0x9180] == 0x7A and bus.dm[0x9181] == 0x30
 
 
