@@ -253,7 +253,13 @@ class Link:
 
     def _connect(self, timeout_ms):
         if self._client is None:
-            self._client = self._make_client()
+            try:
+                self._client = self._make_client()
+            except ImportError as e:
+                # A board flashed without `mpremote mip install umqtt.simple` (make flash NO_MIP=1) stays
+                # offline and keeps protecting; the status shows why, and retries back off.
+                self._drop(OSError("umqtt.simple missing (%s): mpremote mip install umqtt.simple" % e))
+                return False
         errs = self._errors()
         self.connect_timeout_ms = timeout_ms
         self.connects += 1

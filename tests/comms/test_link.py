@@ -175,3 +175,19 @@ def test_smaller_budget_starts_a_session_with_a_smaller_timeout(tmp_path, sim_cl
         comms.poll(60)
         sim_clock.advance_ms(250)
     assert lk.up and lk.timeout_ms == 20 and lk.sessions == 2
+
+
+def test_board_without_umqtt_stays_offline_and_keeps_polling(tmp_path, monkeypatch):
+    """A board flashed with NO_MIP=1 has no umqtt.simple: the link reports why and backs off, and
+    poll() never raises into the protection cycle (seen on the virtual board before this was handled)."""
+    import sys
+    wifi_instant()
+    monkeypatch.setitem(sys.modules, "umqtt.simple", None)    # import of umqtt.simple now fails
+    lk = make_link(None, port=1, backoff_min_ms=1, backoff_max_ms=2)
+    comms = make_comms(tmp_path, lk)
+    for _ in range(50):
+        comms.poll(30)
+        _time.sleep(0.002)
+    assert not lk.up and lk.sessions == 0
+    assert lk.connects == 0 and lk.failures >= 2
+    assert "umqtt.simple missing" in str(lk.last_error)
