@@ -45,6 +45,33 @@ mpy: $(VENV)/.stamp ## compile the firmware for the ESP32 (xtensawin) into build
 dashboards: $(VENV)/.stamp ## regenerate the Grafana dashboards and alert rules from cloud_bridge/grafana/*.py
 	@$(PY) -m cloud_bridge.grafana.generate
 
+# --- boards: flash, REPL, dev mount, virtual board (tools/flash.py, tools/virtualboard; docs/flashing.md) ---
+MPREMOTE := $(VENV)/bin/mpremote
+VBOARD_DIR := build/virtualboard
+PORT   ?= $(VBOARD_DIR)/tty
+BOARD  ?= sim16_lfp
+DEVICE ?=
+FOLLOW ?= 5
+NO_MIP ?=
+NO_SECRETS ?=
+
+.PHONY: flash repl dev virtual-board
+
+flash: $(VENV)/.stamp ## compile + copy the firmware: PORT=/dev/ttyUSB0 BOARD=<board> DEVICE=<id> [NO_MIP=1] [NO_SECRETS=1] [FOLLOW=s]
+	@test -n "$(DEVICE)" || { echo "make flash: set DEVICE=<device id> (its secrets: secrets/<id>.json, from tools/provision.py create)"; exit 2; }
+	@$(PY) tools/flash.py --port $(PORT) --board $(BOARD) --device $(DEVICE) --follow $(FOLLOW) \
+	  $(if $(NO_MIP),--no-mip) $(if $(NO_SECRETS),--no-secrets)
+
+repl: $(VENV)/.stamp ## the board's REPL on PORT (Ctrl-C stops the program, Ctrl-X leaves)
+	@$(MPREMOTE) connect $(PORT) repl
+
+dev: $(VENV)/.stamp ## mount the working tree on the board; Ctrl-J runs the firmware from your sources
+	@$(MPREMOTE) connect $(PORT) mount . repl --inject-code \
+	  "import sys;_=[sys.modules.pop(m) for m in list(sys.modules) if m.split('.')[0]=='firmware'];exec(open('boards/main.py').read())\n"
+
+virtual-board: $(VENV)/.stamp node_modules/.stamp ## a virtual ESP32 (MicroPython VM + emulated AFE) on build/virtualboard/tty; Ctrl-C stops it
+	@$(PY) -m tools.virtualboard --dir $(VBOARD_DIR) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
+
 # --- demo ---
 DURATION ?= 0
 SPEED    ?= 10
