@@ -10,7 +10,7 @@ NODE   ?= node
 SYS_PKGS := mosquitto influxdb victoria-metrics
 SYS_BINS := mosquitto influxd victoria-metrics
 
-.PHONY: help setup sysdeps mpy dashboards demo test test-gate test-py test-vm clean
+.PHONY: help setup sysdeps mpy dashboards demo test test-heap test-gate test-py test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,7 +90,10 @@ test-py: setup ## CPython tests (host port, emulator, driver, pack, comms, bridg
 test-vm: test-gate node_modules/.stamp ## the same .mpy files make flash copies, imported and tested in the MicroPython VM
 	@$(NODE) tools/mpvm/run.mjs --build build --tests tests/mpy
 
-test: setup test-gate test-vm test-py ## everything: set-up, mpy-cross gate, MicroPython VM tests, pytest
+test-heap: test-gate node_modules/.stamp ## live heap budgets of the firmware at steady state with comms, in the VM (docs/memory.md)
+	@$(NODE) tools/heap_live.mjs
+
+test: setup test-gate test-vm test-heap test-py ## everything: set-up, mpy-cross gate, MicroPython VM tests, pytest
 
 clean: ## remove build output (keeps .venv and node_modules)
 	rm -rf build .pytest_cache

@@ -8,10 +8,10 @@ that ends after its deadline counts as an overrun and the schedule re-anchors (n
 cycles). Comms get a copy of the sample and a bounded poll; without comms a NullComms stands in.
 The steady cycle allocates nothing; strings are made only on fault and state transitions.
 """
+import sys
 import time
 
 from firmware.balancing.policy import Balancer
-from firmware.config import validate
 from firmware.log import LOG
 from firmware.pack import protection as _prot
 from firmware.pack.protection import Protection
@@ -23,6 +23,34 @@ INFO_CONFIG = 32        # config file problem at boot; value 1 missing, 2 corrup
 INFO_OVERRUN = 33       # first cycle overrun since boot; value = overruns so far
 INFO_RESET = 34         # explicit fault reset; value = bits cleared
 _CONFIG_CODES = {"missing": 1, "corrupt": 2, "invalid": 3}
+
+# Needed only to build and configure (and again on a rare config command): imported inside the functions
+# that use them and unloaded by release_boot_modules(), so their code leaves the heap once the board runs
+# (measured: docs/memory.md). No module-level `from ... import` of these may stay anywhere in the firmware.
+BOOT_MODULES = ("firmware.board", "firmware.config.store", "firmware.config.validate", "firmware.config.defaults",
+                "firmware.config.presets", "firmware.afe.bq76952_settings", "firmware.version")
+
+
+def release_boot_modules(names=BOOT_MODULES):
+    """Drop boot-only modules from sys.modules and their package, so the collector can free their code.
+
+    MicroPython only (on CPython nothing is gained and tests hold module references). A later import
+    loads the module again. Returns how many were dropped.
+    """
+    if sys.implementation.name != "micropython":
+        return 0
+    n = 0
+    for name in names:
+        mods = sys.modules
+        if name in mods:
+            del mods[name]
+            n += 1
+        # The import also bound the module as an attribute of its package: that reference goes too.
+        pkg, _, leaf = name.rpartition(".")
+        parent = mods.get(pkg)
+        if parent is not None and leaf in parent.__dict__:
+            delattr(parent, leaf)
+    return n
 
 
 class NullComms:
@@ -45,6 +73,7 @@ class NullComms:
 
 class App:
     def __init__(self, cfg, afe, sample, comms=None, wdt=None, log=LOG, config_status="ok"):
+        from firmware.config import validate
         validate.check(cfg)
         self.cfg = cfg
         self.afe = afe
@@ -77,6 +106,7 @@ class App:
         if self.config_status != "ok":
             self.log.info("config %s: running on safe defaults" % self.config_status)
             self.comms.offer_event(EVENT_INFO, INFO_CONFIG, _CONFIG_CODES.get(self.config_status, 9))
+        from firmware.config import validate
         try:
             self.afe.probe()
             self.applied = self.afe.configure(validate.chip_settings(self.cfg))
@@ -158,6 +188,7 @@ class App:
         self.soc.configure(self.cfg)
         self.period_ms = self.cfg["period_ms"]
         self.budget_ms = self.cfg["comms_budget_ms"]
+        from firmware.config import validate
         self.applied = self.afe.configure(validate.chip_settings(self.cfg))
         self.log.info("config applied")
 
@@ -191,19 +222,26 @@ class App:
             from firmware.comms import commands
             return commands.get_config(self.cfg, params["key"])
         if code == cc.CMD_SET_CONFIG:
-            from firmware.comms import commands
-            result, msg = commands.set_config(self.cfg, params["key"], params["value"], self.cfg_path)
-            if result == cc.RESULT_OK:
-                # The status frame reports the hash of the applied config: keep it current.
-                if hasattr(self.comms, "config_hash"):
-                    from firmware.config import store
-                    self.comms.config_hash = store.checksum(store.encode(self.cfg))
-                try:
-                    self.apply_config()
-                except OSError as e:
-                    return cc.RESULT_FAILED, "saved; chip configure failed: %s" % (e,)
-            return result, msg
+            try:
+                return self._set_config(params)
+            finally:
+                release_boot_modules()   # store/validate/settings were loaded again for this command
         return cc.RESULT_UNSUPPORTED, "no handler for command %d" % code
+
+    def _set_config(self, params):
+        from firmware.comms import command_codes as cc
+        from firmware.comms import commands
+        result, msg = commands.set_config(self.cfg, params["key"], params["value"], self.cfg_path)
+        if result == cc.RESULT_OK:
+            # The status frame reports the hash of the applied config: keep it current.
+            if hasattr(self.comms, "config_hash"):
+                from firmware.config import store
+                self.comms.config_hash = store.checksum(store.encode(self.cfg))
+            try:
+                self.apply_config()
+            except OSError as e:
+                return cc.RESULT_FAILED, "saved; chip configure failed: %s" % (e,)
+        return result, msg
 
     def run(self, cycles=-1):
         """Run cycles at the fixed period (forever when cycles < 0)."""
@@ -270,11 +308,15 @@ def main(board_path="/board.json", cycles=-1, cfg_path=None):
     cfg_path defaults to the board's config_path ("/config.json"); cycles < 0 runs forever.
     """
     import machine
-    from firmware import board as _board
 
-    b = _board.load(board_path)
-    app = build(b, cfg_path=cfg_path)
-    app.wdt = machine.WDT(timeout=app.cfg["wdt_ms"])
+    app = _build_from(board_path, cfg_path)
+    app.wdt = machine.WDT(timeout=app.cfg["wdt_ms"])   # before start(): a hung configure resets the board
     app.start()
+    release_boot_modules()   # main() never returns: no local of this frame may hold a boot module
     app.run(cycles)
     return app
+
+
+def _build_from(board_path, cfg_path):
+    from firmware import board as _board
+    return build(_board.load(board_path), cfg_path=cfg_path)

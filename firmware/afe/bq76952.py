@@ -23,7 +23,6 @@ import time
 from micropython import const
 
 from firmware.afe import bq76952_regs as R
-from firmware.afe import bq76952_settings as S
 from firmware.afe.bq76952_bus import Transport
 from firmware.sample import TEMP_INVALID_DC
 
@@ -49,6 +48,15 @@ RECOVER_SCDL = "SCDL"
 RECOVER_PTO = "PTO"
 _RECOVER = {RECOVER_OCDL: R.SC_OCDL_RECOVER, RECOVER_SCDL: R.SC_SCDL_RECOVER, RECOVER_PTO: R.SC_PTO_RECOVER}
 
+
+
+def _popcount(x):
+    # Also in bq76952_settings, which is unloaded after boot; check_balancing runs on every mask change.
+    n = 0
+    while x:
+        x &= x - 1
+        n += 1
+    return n
 
 class BQ76952(Transport):
     def __init__(self, i2c, addr=R.I2C_ADDR, crc=False, retries=3,
@@ -85,7 +93,7 @@ class BQ76952(Transport):
         # Chip state as the driver believes it; the power-up defaults until configure() runs.
         self._amps_ma = 1                    # DA Configuration USER_AMPS (default 1 mA)
         self._uv_mv = 10                     # USER_VOLTS_CV = 1 (cV) by default and as configured
-        self._set_cells(S.low_bits(16))      # Vcell Mode 0x0000 = all 16
+        self._set_cells(0xFFFF)              # Vcell Mode 0x0000 = all 16
         self._ts_count = 1                   # TS1 is a cell thermistor by default (0x07)
         self._max_cells = 1                  # Cell Balance Max Cells default
         self._adjacent = 0
@@ -172,6 +180,9 @@ class BQ76952(Transport):
     # ------------------------------------------------------------------ configuration
     def configure(self, settings):
         """Validate, write everything in one CONFIG_UPDATE, read back; return the applied settings."""
+        # Imported here, not at module level: the settings conversion is boot-time code that
+        # firmware.app.release_boot_modules() unloads once the board runs (docs/memory.md).
+        from firmware.afe import bq76952_settings as S
         items, ctx = S.plan(settings)           # ValueError here, before any bus traffic
         items = [((self._hwd_addr if a == R.DM_HWD_DELAY else a), n, v) for a, n, v in items]
         self._ensure_full_access()
@@ -334,7 +345,7 @@ class BQ76952(Transport):
         """ValueError unless `mask` (bit i = sample cell i) is safe to bleed under the settings."""
         if not isinstance(mask, int) or mask < 0 or mask >> self._cell_count:
             raise ValueError("balancing mask 0x%x names cells outside 1..%d" % (mask, self._cell_count))
-        n = S.popcount(mask)
+        n = _popcount(mask)
         if n > self._max_cells:
             raise ValueError("balancing mask 0x%x has %d cells, balance_max_cells is %d"
                              % (mask, n, self._max_cells))

@@ -315,7 +315,7 @@ def run_gate(modules, verbose=False):
                 gc.collect()
                 print("ok import::%s (+%d heap bytes, with what it imported first)" % (name, gc.mem_alloc() - before))
     gc.collect()
-    print("import gate: %d modules, heap in use after importing them: %d bytes (gc.mem_alloc after gc.collect, "
+    print("import gate: %d modules, bytes allocated importing them: %d (gc.mem_alloc, garbage included, "
           "%d before)" % (len(modules), gc.mem_alloc(), base))
     _closing(passed, failed, 0)
     return failed
