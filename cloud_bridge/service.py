@@ -138,11 +138,17 @@ class Bridge:
                 msg = q.get_nowait()
             except queue.Empty:
                 msg = None
-        self._collect()
+        due = self.batcher.due() or bool(self._acks and not len(self.batcher))
+        self._collect(dispatch_next=due)
         self.metrics.queue_depth = self._unacked() + q.qsize()
         if self.batcher.due() or (self._acks and not len(self.batcher)):
-            self._wait_inflight()          # one batch in flight at a time: order and backpressure
-            self._dispatch()
+            if self._inflight is None:
+                self._dispatch()
+            else:
+                # One batch in flight at a time (order and backpressure); the next one goes to the
+                # writer as soon as the last is written, before that one's bookkeeping (registry and
+                # window commits, acks), so the database never waits for our SQLite commits.
+                self._wait_inflight(dispatch_next=True)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + SILENCE_SWEEP_S
@@ -164,21 +170,23 @@ class Bridge:
                 self._reject(v.reason, msg, v.device, v.detail)
                 return
             if v.offline:
-                points = mapper.map_offline(v.tags, "will", msg.recv_ms)
+                lines = [mapper.to_line(p) for p in mapper.map_offline(v.tags, "will", msg.recv_ms)]
                 self._status.append((v.device, False, "will", msg.recv_ms, None, None))
             else:
-                points = mapper.map_frame(v.frame, v.tags, v.anchor_ms)
                 self._seen[v.device] = msg.recv_ms
                 d = v.frame
+                if v.topic_kind == "telemetry":
+                    # the hot path: lines straight from the samples (mapper.telemetry_lines)
+                    lines = mapper.telemetry_lines(d, v.tags, v.anchor_ms)
+                    t_ms = mapper.last_sample_ms(d, v.anchor_ms)
+                    if t_ms is not None and (self._newest_ms is None or t_ms > self._newest_ms):
+                        self._newest_ms = t_ms
+                        self.metrics.lag_ms = msg.recv_ms - t_ms
+                else:
+                    lines = [mapper.to_line(p) for p in mapper.map_frame(d, v.tags, v.anchor_ms)]
                 if v.topic_kind == "status":
                     self._status.append((v.device, True, "status", msg.recv_ms, d["fw_version"],
                                          "%08x" % d["config_hash"]))
-                if v.topic_kind == "telemetry" and points:
-                    t_ms = points[-1][3] // mapper.NS_PER_MS
-                    if self._newest_ms is None or t_ms > self._newest_ms:
-                        self._newest_ms = t_ms
-                        self.metrics.lag_ms = msg.recv_ms - t_ms
-            lines = [mapper.to_line(p) for p in points]
         except Exception as e:   # a payload must never stop the bridge: keep it aside instead
             self.log.exception("internal error on a message", extra={"topic": msg.topic[:200]})
             self._reject("internal", msg, None, "%s: %s" % (type(e).__name__, e))
@@ -214,8 +222,11 @@ class Bridge:
                 self._stop.set()
             self._done.put(job)
 
-    def _collect(self, timeout_s=0.0):
-        """Complete the in-flight batch if the writer is done with it; True when none is left."""
+    def _collect(self, timeout_s=0.0, dispatch_next=False):
+        """Complete the in-flight batch if the writer is done with it; True when none is left.
+
+        dispatch_next: hand the batch being built to the writer first, then complete the written one
+        (its acks still go out before any of the next batch's, which completes later)."""
         if self._inflight is None:
             return True
         try:
@@ -223,12 +234,17 @@ class Bridge:
         except queue.Empty:
             return False
         self._inflight = None
+        if dispatch_next and not job.stopped:
+            self._dispatch()
+            dispatch_next = False
         self._complete(job)
+        if dispatch_next:
+            self._dispatch()     # after a batch that was not written: in the original order
         return True
 
-    def _wait_inflight(self):
+    def _wait_inflight(self, dispatch_next=False):
         retries0 = self.metrics.write_retries
-        while not self._collect(0.1):
+        while not self._collect(0.1, dispatch_next):
             # the database is slow or away: we acknowledge nothing, the broker holds the rest
             self.metrics.queue_depth = self._unacked() + self.consumer.messages.qsize()
             now = time.monotonic()

@@ -9,6 +9,10 @@ measures, in one run, on the same frames:
 
     .venv/bin/python tools/bench_bridge.py --frames 3000 --samples 10
     .venv/bin/python tools/bench_bridge.py --help
+
+One device, one bridge: a quick look. The figures in docs/benchmarks.md come from tools/bench/bridge.py
+(`python -m tools.bench --only bridge`: many devices, repeated rounds, CPU per process, 1,000-device
+latency, two bridge processes, the bridge with the database taken out).
 """
 import argparse
 import os
