@@ -1,4 +1,4 @@
-"""The MQTT side of the bridge: a persistent MQTT v5 session in a shared subscription, manual acks.
+"""The MQTT side of the bridge: a persistent MQTT v5 session, plain or shared subscription, manual acks.
 
 paho-mqtt 2.x runs the network in its own thread (loop_start) and reconnects with exponential backoff.
 Every QoS 1 message is handed over as a `Message` through a queue; nothing is acknowledged until the
@@ -12,8 +12,9 @@ broker down instead of filling our memory.
     msg = c.messages.get(timeout=0.2); ...; c.ack(msg)
 
 Subscriptions are made in on_connect, so a reconnect restores them (also after the broker lost the
-session). Topic: `$share/<share_group>/<topic_root>/+/up/#` at QoS 1; several bridge instances with the
-same share group split the load, none holds anything another needs.
+session). Topic: `<topic_root>/+/up/#` at QoS 1, or `$share/<share_group>/<topic_root>/+/up/#` when a
+share group is set: several bridge instances with the same group split the load, none holds anything
+another needs (see settings.MqttSettings.share_group for the broker-restart trade-off on mosquitto).
 """
 import queue
 import ssl
@@ -45,7 +46,9 @@ class MqttConsumer:
         s = mqtt_settings
         self.s = s
         self.log = log
-        self.topic = "$share/%s/%s/+/up/#" % (s.share_group, s.topic_root)
+        self.topic = "%s/+/up/#" % s.topic_root
+        if s.share_group:
+            self.topic = "$share/%s/%s" % (s.share_group, self.topic)
         self.messages = queue.Queue()
         self.generation = 0          # +1 per connection: acks of an older connection are not sent
         self.connected = threading.Event()

@@ -36,6 +36,11 @@ def _nonempty(v):
     return "must not be empty" if not v else None
 
 
+def _share_group(v):
+    # Empty: a plain subscription. Otherwise the group name of $share/<group>/...: no topic syntax.
+    return "must not contain '/', '+' or '#'" if any(c in v for c in "/+#") else None
+
+
 def _ck(check=None, secret=False):
     return {"check": check, "secret": secret}
 
@@ -47,7 +52,12 @@ class MqttSettings:
     username: str = ""
     password: str = field(default="", metadata=_ck(secret=True))
     client_id: str = field(default="cloud-bridge-1", metadata=_ck(_nonempty))
-    share_group: str = field(default="bridge", metadata=_ck(_nonempty))
+    # "" (default): a plain subscription, which mosquitto keeps in our persistent session across a broker
+    # restart. A group name: `$share/<group>/...`, so several instances split the load; but mosquitto
+    # 2.0.11 does not restore a shared subscription after a restart, and what devices publish before we
+    # subscribe again is dropped (measured: docs/reliability.md, broker_restart_shared). Use a group with
+    # several instances, on a broker that keeps shared subscriptions (or accept that window).
+    share_group: str = field(default="", metadata=_ck(_share_group))
     topic_root: str = field(default="bms", metadata=_ck(_nonempty))
     keepalive_s: int = field(default=30, metadata=_ck(_rng(5, 3600)))
     # The broker keeps our subscription and the un-acknowledged messages this long while we are away.

@@ -36,7 +36,8 @@ STARTED = []     # every BridgeProc started; tests/bridge/conftest.py kills left
 class BridgeProc:
     """`python -m cloud_bridge run` as a subprocess with a generated settings file."""
 
-    def __init__(self, folder, broker, influx_url, api="v1", name="b1", **bridge_overrides):
+    def __init__(self, folder, broker, influx_url, api="v1", name="b1", share_group="bridge",
+                 **bridge_overrides):
         self.folder = os.path.join(str(folder), "bridge-" + name)
         os.makedirs(self.folder, exist_ok=True)
         self.registry = os.path.join(self.folder, "registry.sqlite")
@@ -44,7 +45,7 @@ class BridgeProc:
         self.log_path = os.path.join(self.folder, "bridge.log")
         cfg = {
             "mqtt": {"host": broker.host, "port": broker.port, "username": BRIDGE_USER,
-                     "client_id": "cloud-bridge-" + name, "share_group": "bridge",
+                     "client_id": "cloud-bridge-" + name, "share_group": share_group,
                      "reconnect_min_s": 0.1, "reconnect_max_s": 1.0, "receive_maximum": RECEIVE_MAX,
                      "keepalive_s": 10},
             "influx": {"api": api, "url": influx_url, "database": "bms", "bucket": "bms",

@@ -39,6 +39,7 @@ def test_json_file(tmp_path):
     ('[influx]\nurl = "ftp://x"\n', {}, "influx.url"),
     ('[bridge]\nreplay_window = 65\n', {}, "bridge.replay_window"),
     ('[bridge]\nnope = 1\n', {}, "bridge.nope"),
+    ('[mqtt]\nshare_group = "a/b"\n', {}, "mqtt.share_group"),
     ('[mqtt]\nreconnect_min_s = 9.0\nreconnect_max_s = 1.0\n', {}, "mqtt.reconnect_min_s"),
 ])
 def test_bad_values_name_the_setting(tmp_path, text, env, name):
@@ -50,7 +51,7 @@ def test_bad_values_name_the_setting(tmp_path, text, env, name):
 
 def test_cli_check_prints_settings_and_reports_bad_ones(tmp_path, capsys):
     assert main(["--config", "cloud_bridge/settings.example.toml", "run", "--check"]) == 0
-    assert json.loads(capsys.readouterr().out)["mqtt"]["share_group"] == "bridge"
+    assert json.loads(capsys.readouterr().out)["mqtt"]["share_group"] == ""     # plain subscription
     p = tmp_path / "b.toml"
     p.write_text('[mqtt]\nport = 0\n')
     assert main(["--config", str(p), "run", "--check"]) == 2

@@ -145,8 +145,9 @@ class Observer:
 class Rig:
     """mosquitto (passwords + per-device ACL) + InfluxDB 1.x + the bridge subprocess, all on loopback."""
 
-    def __init__(self, folder, devices, persistence=False, key=KEY):
+    def __init__(self, folder, devices, persistence=False, key=KEY, share_group="bridge"):
         self.folder = str(folder)
+        self.share_group = share_group     # "" = plain subscription (the bridge's default setting)
         self.devices = list(devices)
         users = dict((d, device_password(d)) for d in self.devices)
         users[BRIDGE_USER] = BRIDGE_PW
@@ -164,7 +165,7 @@ class Rig:
         self.broker.start()
         self.db.start()
         self.db.create_database("bms")
-        self.bridge = BridgeProc(self.folder, self.broker, self.db.url)
+        self.bridge = BridgeProc(self.folder, self.broker, self.db.url, share_group=self.share_group)
         reg = Registry(self.bridge.registry)
         for d in self.devices:
             reg.add_device(d, self.key)
