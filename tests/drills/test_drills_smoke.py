@@ -33,12 +33,12 @@ def test_unknown_drill_is_refused():
 
 def test_quick_drills_write_the_document(tmp_path):
     out = tmp_path / "reliability.md"
-    p = _run(["--quick", "--only", "wifi_outage,power_loss", "--out", str(out)], 600)
+    p = _run(["--quick", "--only", "radio_outage,power_loss", "--out", str(out)], 600)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "== wifi_outage" in p.stderr and "wrote " in p.stderr       # progress output
+    assert "== radio_outage" in p.stderr and "wrote " in p.stderr       # progress output
     text = out.read_text()
     assert text.startswith("# Reliability drills")
-    assert "python -m tools.drills --quick --only wifi_outage,power_loss" in text
+    assert "python -m tools.drills --quick --only radio_outage,power_loss" in text
     for section in ("## Machine", "## Summary", "## Device Wi-Fi down", "## Power loss"):
         assert section in text
     assert re.search(r"\| CPU \| .+, \d+ cores \|", text)
@@ -47,7 +47,7 @@ def test_quick_drills_write_the_document(tmp_path):
     lost = int(re.search(r"\| samples lost \| (\d+) \|", text).group(1))
     stored = int(re.search(r"\| samples stored \(points in InfluxDB\) \| (\d+) \|", text).group(1))
     assert sent > 0 and lost == 0 and stored == sent
-    summary = re.search(r"\| \[Device Wi-Fi down[^|]*\]\(#wifi-outage\) \| (\w+) \| (\S+) \| (\S+) \|", text)
+    summary = re.search(r"\| \[Device Wi-Fi down[^|]*\]\(#radio-outage\) \| (\w+) \| (\S+) \| (\S+) \|", text)
     assert summary.group(1) == "pass" and summary.group(2) == "0" and summary.group(3) == "0"
     # power loss: every trial counted, all safe
     trials = int(re.search(r"\| config trials \(torn temp file / torn config file\) \| (\d+) ", text).group(1))

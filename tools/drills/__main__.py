@@ -14,7 +14,7 @@ import traceback
 
 from tools.drills import report
 
-ORDER = ("bridge_kill", "broker_restart", "broker_restart_shared", "influx_outage", "wifi_outage",
+ORDER = ("bridge_kill", "broker_restart", "broker_restart_shared", "influx_outage", "radio_outage",
          "blackhole", "power_loss", "fuzz")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

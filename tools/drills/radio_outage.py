@@ -11,7 +11,7 @@ from tools.drills.common import Result, Rig, SimDevice, board_keys, real_time, s
 
 import network  # noqa: E402  (the host port's stand-in: common installs it)
 
-NAME = "wifi_outage"
+NAME = "radio_outage"
 TITLE = "Device Wi-Fi down for 30 simulated minutes"
 
 
