@@ -16,6 +16,20 @@ MAX_TEMPS = 3
 # A thermistor reading the chip cannot make sense of (open or shorted) is stored as this.
 TEMP_INVALID_DC = -32768
 
+# chip_trips: which of the AFE's own hardware protections have tripped, chip-independent. The driver
+# translates its chip's status registers into these bits, so pack logic never reads chip registers.
+TRIP_CELL_OV = 0x0001    # cell over-voltage (incl. its latch)
+TRIP_CELL_UV = 0x0002    # cell under-voltage
+TRIP_CHG_OC = 0x0004     # charge over-current
+TRIP_DSG_OC = 0x0008     # discharge over-current (any level, incl. its latch)
+TRIP_CHG_OT = 0x0010     # over-temperature while charging
+TRIP_CHG_UT = 0x0020     # under-temperature while charging
+TRIP_DSG_OT = 0x0040     # over-temperature while discharging
+TRIP_DSG_UT = 0x0080     # under-temperature while discharging
+TRIP_SHORT = 0x0100      # short circuit in discharge (incl. its latch)
+TRIP_AFE_OT = 0x0200     # AFE die over-temperature
+TRIP_PF = 0x0400         # a permanent failure is latched
+
 
 class Sample:
     def __init__(self, cell_count=16, temp_count=3):
@@ -37,6 +51,7 @@ class Sample:
         self.safety_alert = 0                   # Safety Alert A | B<<8 | C<<16
         self.safety_status = 0                  # Safety Status A | B<<8 | C<<16
         self.pf_status = 0                      # PF Status A | B<<8 | C<<16 | D<<24
+        self.chip_trips = 0                     # TRIP_* bits: the AFE's protections that tripped
         self.battery_status = 0                 # Battery Status word (0x12)
         self.alarm_status = 0                   # latched Alarm Status (0x62)
         self.fet_status = 0                     # FET Status byte (0x7F)
@@ -62,6 +77,7 @@ class Sample:
         self.safety_alert = other.safety_alert
         self.safety_status = other.safety_status
         self.pf_status = other.pf_status
+        self.chip_trips = other.chip_trips
         self.battery_status = other.battery_status
         self.alarm_status = other.alarm_status
         self.fet_status = other.fet_status

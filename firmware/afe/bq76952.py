@@ -24,7 +24,9 @@ from micropython import const
 
 from firmware.afe import bq76952_regs as R
 from firmware.afe.bq76952_bus import Transport
-from firmware.sample import TEMP_INVALID_DC
+from firmware.sample import (TEMP_INVALID_DC, TRIP_AFE_OT, TRIP_CELL_OV, TRIP_CELL_UV, TRIP_CHG_OC,
+                             TRIP_CHG_OT, TRIP_CHG_UT, TRIP_DSG_OC, TRIP_DSG_OT, TRIP_DSG_UT, TRIP_PF,
+                             TRIP_SHORT)
 
 # Burst layout of read(): four transactions cover everything a sample needs. 0x08/0x09 are not
 # documented, so the burst over the status bytes stops at 0x07 and the next starts at PF Alert A.
@@ -57,6 +59,36 @@ def _popcount(x):
         x &= x - 1
         n += 1
     return n
+
+
+def _trips(ssa, ssb, ssc, pf):
+    """Safety Status A, B, C and PF Status -> chip-independent firmware.sample TRIP_* bits."""
+    t = 0
+    if ssa & R.SA_COV or ssc & R.SC_COVL:
+        t |= TRIP_CELL_OV
+    if ssa & R.SA_CUV:
+        t |= TRIP_CELL_UV
+    if ssa & R.SA_OCC:
+        t |= TRIP_CHG_OC
+    if ssa & (R.SA_OCD1 | R.SA_OCD2) or ssc & (R.SC_OCD3 | R.SC_OCDL):
+        t |= TRIP_DSG_OC
+    if ssb & R.SB_OTC:
+        t |= TRIP_CHG_OT
+    if ssb & R.SB_UTC:
+        t |= TRIP_CHG_UT
+    if ssb & R.SB_OTD:
+        t |= TRIP_DSG_OT
+    if ssb & R.SB_UTD:
+        t |= TRIP_DSG_UT
+    if ssa & R.SA_SCD or ssc & R.SC_SCDL:
+        t |= TRIP_SHORT
+    if ssb & R.SB_OTINT:
+        t |= TRIP_AFE_OT
+    # HWDF (host watchdog) is left out on purpose: the firmware sees its own failed reads first, and
+    # HWDF stays set for the chip's recovery time after the host talks again.
+    if pf:
+        t |= TRIP_PF
+    return t
 
 class BQ76952(Transport):
     def __init__(self, i2c, addr=R.I2C_ADDR, crc=False, retries=3,
@@ -283,6 +315,7 @@ class BQ76952(Transport):
         sample.pf_status = (d[o + R.PF_STATUS_A] | (d[o + R.PF_STATUS_B] << 8)
                             | (d[o + R.PF_STATUS_C] << 16) | (d[o + R.PF_STATUS_D] << 24))
         sample.battery_status = d[o + R.BATTERY_STATUS] | (d[o + R.BATTERY_STATUS + 1] << 8)
+        sample.chip_trips = _trips(d[1], d[3], d[5], sample.pf_status)
         cells = sample.cell_mv
         off = self._cell_off
         for i in range(self._cell_count):

@@ -14,6 +14,7 @@ from array import array
 
 from micropython import const
 
+from firmware import sample as S
 from firmware.sample import TEMP_INVALID_DC
 
 try:
@@ -50,26 +51,6 @@ LATCHED = F_IMBALANCE | F_AFE_COMM | F_TEMP_SENSOR | F_SHORT | F_CHIP_PF
 BLOCK_BOTH = F_STALE | F_AFE_COMM | F_TEMP_SENSOR | F_SHORT | F_AFE_OT | F_CHIP_PF
 BLOCK_CHG = BLOCK_BOTH | F_CELL_OV | F_CHG_OC | F_CHG_OT | F_CHG_UT | F_IMBALANCE
 BLOCK_DSG = BLOCK_BOTH | F_CELL_UV | F_DSG_OC | F_DSG_OT | F_DSG_UT
-
-# BQ76952 Safety Status A | B<<8 | C<<16 bits (reference/bq76952.md section 2).
-_SS_CUV = const(0x04)
-_SS_COV = const(0x08)
-_SS_OCC = const(0x10)
-_SS_OCD1 = const(0x20)
-_SS_OCD2 = const(0x40)
-_SS_SCD = const(0x80)
-_SS_UTC = const(0x0100)
-_SS_UTD = const(0x0200)
-_SS_OTC = const(0x1000)
-_SS_OTD = const(0x2000)
-_SS_OTINT = const(0x4000)
-# HWDF (C bit 1) is not mirrored: the firmware sees its own lost reads first, and the chip's HWDF
-# stays set for its recovery time after the host talks again, which would re-latch afe_comm after a reset.
-_SS_COVL = const(0x100000)
-_SS_OCDL = const(0x200000)
-_SS_SCDL = const(0x400000)
-_SS_OCD3 = const(0x800000)
-
 
 def names(mask):
     """'cell_ov|stale' for a bitmask (allocates: for logs and tests, not the cycle)."""
@@ -256,34 +237,35 @@ class Protection:
         self._step(8, hi - lo > self.imb_mv, False, self.imb_delay, 0, dt_ms)
         it = s.int_temp_dc
         self._step(13, it > self.afe_ot, it < self.afe_ot - self.t_hyst, self.t_delay, rec, dt_ms)
-        self._chip(s.safety_status, s.pf_status)
+        self._chip(s.chip_trips)
         return self.faults
 
-    def _chip(self, ss, pf):
-        """Mirror the chip's trips into the firmware bitmask at once (the chip already acted)."""
-        if not ss and not pf:
+    def _chip(self, trips):
+        """Mirror the AFE's own trips (chip-independent, from the driver) into the bitmask at once:
+        the chip already acted, and the state machine should see one picture."""
+        if not trips:
             return
-        if ss & (_SS_COV | _SS_COVL):
+        if trips & S.TRIP_CELL_OV:
             self._raise(0)
-        if ss & _SS_CUV:
+        if trips & S.TRIP_CELL_UV:
             self._raise(1)
-        if ss & _SS_OCC:
+        if trips & S.TRIP_CHG_OC:
             self._raise(2)
-        if ss & (_SS_OCD1 | _SS_OCD2 | _SS_OCD3 | _SS_OCDL):
+        if trips & S.TRIP_DSG_OC:
             self._raise(3)
-        if ss & _SS_OTC:
+        if trips & S.TRIP_CHG_OT:
             self._raise(4)
-        if ss & _SS_UTC:
+        if trips & S.TRIP_CHG_UT:
             self._raise(5)
-        if ss & _SS_OTD:
+        if trips & S.TRIP_DSG_OT:
             self._raise(6)
-        if ss & _SS_UTD:
+        if trips & S.TRIP_DSG_UT:
             self._raise(7)
-        if ss & (_SS_SCD | _SS_SCDL):
+        if trips & S.TRIP_SHORT:
             self._raise(12)
-        if ss & _SS_OTINT:
+        if trips & S.TRIP_AFE_OT:
             self._raise(13)
-        if pf:
+        if trips & S.TRIP_PF:
             self._raise(14)
 
     def reset(self, mask=0x7FFF):

@@ -7,6 +7,7 @@ import pytest
 
 from firmware.afe import bq76952_regs as R
 from firmware.afe.bq76952 import BQ76952, RECOVER_OCDL, RECOVER_PTO, RECOVER_SCDL
+from firmware import sample as S
 from firmware.sample import TEMP_INVALID_DC, Sample
 
 from afe_fakebus import FakeBQ
@@ -201,6 +202,37 @@ def test_read_fills_sample_in_four_transactions():
     assert s.safety_status == 0x04 | 0x20 << 8 | 0x02 << 16
     assert s.pf_status == 1 | 2 << 8 | 3 << 16
     assert s.alarm_status == 0x80 and s.fet_status == 0x05
+
+
+@pytest.mark.parametrize("status_a, status_b, status_c, pf_a, trips", [
+    # raw Safety Status bits from the reference (section 2), not the named constants
+    (0x08, 0, 0, 0, S.TRIP_CELL_OV),              # A bit 3 COV
+    (0, 0, 0x10, 0, S.TRIP_CELL_OV),              # C bit 4 COVL
+    (0x04, 0, 0, 0, S.TRIP_CELL_UV),              # A bit 2 CUV
+    (0x10, 0, 0, 0, S.TRIP_CHG_OC),               # A bit 4 OCC
+    (0x20, 0, 0, 0, S.TRIP_DSG_OC),               # A bit 5 OCD1
+    (0x40, 0, 0, 0, S.TRIP_DSG_OC),               # A bit 6 OCD2
+    (0, 0, 0x80, 0, S.TRIP_DSG_OC),               # C bit 7 OCD3
+    (0, 0, 0x20, 0, S.TRIP_DSG_OC),               # C bit 5 OCDL
+    (0x80, 0, 0, 0, S.TRIP_SHORT),                # A bit 7 SCD
+    (0, 0, 0x40, 0, S.TRIP_SHORT),                # C bit 6 SCDL
+    (0, 0x10, 0, 0, S.TRIP_CHG_OT),               # B bit 4 OTC
+    (0, 0x01, 0, 0, S.TRIP_CHG_UT),               # B bit 0 UTC
+    (0, 0x20, 0, 0, S.TRIP_DSG_OT),               # B bit 5 OTD
+    (0, 0x02, 0, 0, S.TRIP_DSG_UT),               # B bit 1 UTD
+    (0, 0x40, 0, 0, S.TRIP_AFE_OT),               # B bit 6 OTINT
+    (0, 0, 0, 0x01, S.TRIP_PF),                   # any PF Status bit
+    (0, 0, 0x02, 0, 0),                           # C bit 1 HWDF: deliberately not a trip
+    (0x08, 0x10, 0x40, 0, S.TRIP_CELL_OV | S.TRIP_CHG_OT | S.TRIP_SHORT),
+])
+def test_read_translates_chip_status_into_chip_independent_trips(status_a, status_b, status_c, pf_a, trips):
+    bus = FakeBQ()
+    afe = BQ76952(bus)
+    afe.configure({"cell_count": 4, "vcell_mode": 0x8007})
+    bus.r[0x03], bus.r[0x05], bus.r[0x07], bus.r[0x0B] = status_a, status_b, status_c, pf_a
+    s = Sample(4, 3)
+    afe.read(s)
+    assert s.chip_trips == trips
 
 
 def test_read_rejects_a_sample_of_another_shape():

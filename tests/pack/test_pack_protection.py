@@ -4,7 +4,7 @@ import pytest
 from firmware.config import defaults
 from firmware.pack import protection as P
 from firmware.pack.protection import Protection
-from firmware.sample import TEMP_INVALID_DC, Sample
+from firmware.sample import TEMP_INVALID_DC, TRIP_CELL_OV, TRIP_SHORT, Sample
 
 
 def make(**over):
@@ -154,9 +154,9 @@ def test_stale_sample_trips_and_self_recovers():
 
 def test_chip_short_circuit_status_latches_firmware_fault_at_once():
     p, s, cfg = make()
-    s.safety_status = 0x80       # Safety Status A bit 7: SCD
+    s.chip_trips = TRIP_SHORT    # the driver saw the chip's SCD
     assert run(p, s, 250) == P.F_SHORT
-    s.safety_status = 0          # the chip recovers by itself after its SCD recovery time
+    s.chip_trips = 0             # the chip recovers by itself after its SCD recovery time
     assert run(p, s, 60000) == P.F_SHORT
     p.reset()
     assert run(p, s, 250) == 0
@@ -164,11 +164,11 @@ def test_chip_short_circuit_status_latches_firmware_fault_at_once():
 
 def test_chip_cov_status_holds_firmware_fault_until_chip_recovers():
     p, s, cfg = make()
-    s.safety_status = 0x08       # COV
+    s.chip_trips = TRIP_CELL_OV  # the chip's COV
     assert run(p, s, 250) == P.F_CELL_OV
     run(p, s, 10000)
     assert p.faults == P.F_CELL_OV
-    s.safety_status = 0
+    s.chip_trips = 0
     assert run(p, s, cfg["recovery_ms"]) == 0
 
 
