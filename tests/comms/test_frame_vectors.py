@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 from firmware.comms import frame
+from tests.vectors import vector_codec
 from tools import make_vectors
 
 VEC_DIR = pathlib.Path(__file__).resolve().parents[1] / "vectors"
@@ -30,13 +31,13 @@ def test_vector_files_are_what_the_generator_writes():
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_encode_gives_exact_bytes(path):
     v = load(path)
-    assert make_vectors.encode_vector(v).hex() == v["frame_hex"]
+    assert vector_codec.encode_vector(v).hex() == v["frame_hex"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_decode_gives_the_inputs(path):
     v = load(path)
-    d = make_vectors.decode_vector(v, bytes.fromhex(v["frame_hex"]))
+    d = vector_codec.decode_vector(v, bytes.fromhex(v["frame_hex"]))
     assert d == v["decoded"]
     a = v["args"]
     if v["kind"] == "command":
@@ -52,7 +53,7 @@ def test_decode_gives_the_inputs(path):
         assert len(d["samples"]) == len(v["samples"])
         prev_t = a["ref_ticks"]
         for got, want in zip(d["samples"], v["samples"]):
-            for name in make_vectors.SAMPLE_FIELDS:
+            for name in vector_codec.SAMPLE_FIELDS:
                 if name != "t_ms":
                     assert got[name] == want[name], name
             # time: the tick difference, taken modulo the 2**30 tick period

@@ -16,11 +16,7 @@ import vmtest
 
 from firmware.comms import auth, frame
 from firmware.sample import Sample
-
-SAMPLE_FIELDS = ("t_ms", "cell_mv", "stack_mv", "pack_mv", "ld_mv", "current_ma", "temp_dc", "int_temp_dc",
-                 "safety_alert", "safety_status", "pf_status", "battery_status", "alarm_status", "fet_status",
-                 "balance_mask", "soc_cpct", "soh_cpct", "state", "faults")
-
+from tests.vectors.vector_codec import decode_vector, encode_vector
 
 def _vectors():
     d = "/tests/vectors"            # tools/mpvm/README.md: the VM's / mirrors the repository
@@ -32,49 +28,6 @@ def _vectors():
     return out
 
 
-def _sample(d):
-    s = Sample(len(d["cell_mv"]), len(d["temp_dc"]))
-    for name in SAMPLE_FIELDS:
-        v = d[name]
-        if name == "cell_mv" or name == "temp_dc":
-            arr = getattr(s, name)
-            for i in range(len(v)):
-                arr[i] = v[i]
-        else:
-            setattr(s, name, v)
-    return s
-
-
-def _encode(v):
-    a = v["args"]
-    if v["kind"] == "command":
-        return frame.encode_command(v["device_id"], v["key_hex"], a["counter"], a["code"], a["params"])
-    enc = frame.Encoder(v["device_id"], v["key_hex"], v["boot"], v["capacity"])
-    if v["kind"] == "telemetry":
-        enc.begin_telemetry(a["seq"], a["ref_ticks"], a["uptime_s"], a["uptime_ms"], a["cell_count"],
-                            a["temp_count"], a["wall_s"], a["wall_ms"])
-        for d in v["samples"]:
-            if not enc.add_sample(_sample(d)):
-                raise AssertionError("sample did not fit")
-        return bytes(enc.finish())
-    if v["kind"] == "event":
-        enc.begin_events(a["seq"], a["ref_ticks"], a["uptime_s"], a["uptime_ms"], a["wall_s"], a["wall_ms"])
-        for e in v["events"]:
-            if len(e["values"]) == 1:
-                ok = enc.add_event(e["t_ms"], e["event"], e["code"], e["values"][0])
-            else:
-                ok = enc.add_event_values(e["t_ms"], e["event"], e["code"], e["values"])
-            if not ok:
-                raise AssertionError("event did not fit")
-        return bytes(enc.finish())
-    if v["kind"] == "status":
-        return bytes(enc.status(a["seq"], a["ref_ticks"], a["uptime_s"], a["uptime_ms"], a["fw_version"],
-                                a["board"], a["config_hash"], a["reset_cause"], a["cell_count"], a["temp_count"],
-                                a["wall_s"], a["wall_ms"]))
-    return bytes(enc.ack(a["seq"], a["ref_ticks"], a["uptime_s"], a["uptime_ms"], a["counter"], a["code"],
-                         a["result"], a["message"], a["wall_s"], a["wall_ms"]))
-
-
 def test_vectors_cover_every_kind():
     kinds = sorted(set(v["kind"] for v in _vectors()))
     assert kinds == ["ack", "command", "event", "status", "telemetry"], kinds
@@ -82,17 +35,13 @@ def test_vectors_cover_every_kind():
 
 def test_vectors_encode_exactly():
     for v in _vectors():
-        got = hexlify(_encode(v)).decode()
+        got = hexlify(encode_vector(v)).decode()
         assert got == v["frame_hex"], "%s: %s != %s" % (v["name"], got, v["frame_hex"])
 
 
 def test_vectors_decode_exactly():
     for v in _vectors():
-        b = unhexlify(v["frame_hex"])
-        if v["kind"] == "command":
-            d = frame.verify_command(b, v["device_id"], v["key_hex"])
-        else:
-            d = frame.decode(b, v["device_id"], v["key_hex"])
+        d = decode_vector(v, unhexlify(v["frame_hex"]))
         assert d == v["decoded"], v["name"]
 
 
