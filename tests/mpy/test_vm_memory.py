@@ -37,47 +37,8 @@ DEVICE = "bms-0001"
 KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 ROOT = "/memtest"
 
-# Stand-ins the VM lacks (on a board both are frozen into the stock image): an MQTT client that
-# acknowledges every publish at once and delivers queued downlink messages on check_msg, and ntptime.
-_UMQTT = '''
-class MQTTException(Exception):
-    pass
-
-
-class MQTTClient:
-    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None):
-        self.sock = None
-        self.cb = None
-        self.published = 0
-        self.pending = []
-
-    def set_last_will(self, topic, msg, retain=False, qos=0):
-        pass
-
-    def set_callback(self, f):
-        self.cb = f
-
-    def connect(self, clean_session=True, timeout=None):
-        return False
-
-    def disconnect(self):
-        pass
-
-    def ping(self):
-        pass
-
-    def subscribe(self, topic, qos=0):
-        pass
-
-    def check_msg(self):
-        if self.pending:
-            topic, msg = self.pending.pop(0)
-            self.cb(topic, msg)
-
-    def publish(self, topic, msg, retain=False, qos=0):
-        self.published += 1
-'''
-
+# Stand-ins the VM lacks (on a board both are frozen into the stock image): the loopback MQTT client
+# (vmtest.install_loopback_umqtt) and ntptime.
 _NTPTIME = '''
 import time
 host = "pool.ntp.org"
@@ -130,9 +91,7 @@ def release():
 
 def make_standins():
     """Host side: machine/network stand-ins, the emulator, umqtt and ntptime stand-ins, the emulated board."""
-    _mkdir("/lib/umqtt")
-    _write("/lib/umqtt/__init__.py", "")
-    _write("/lib/umqtt/simple.py", _UMQTT)
+    vmtest.install_loopback_umqtt()
     _write("/lib/ntptime.py", _NTPTIME)
     import machine
     import network  # noqa: F401

@@ -167,6 +167,68 @@ _real_time = None
 _vm_time = None
 
 
+# An MQTT client for VM runs (the VM has no sockets; on a board umqtt.simple is frozen into the image):
+# a broker that acknowledges every publish at once, counts it, and hands queued downlink messages to
+# the callback on check_msg. Used by the live-heap phases and the benchmarks alike.
+_LOOPBACK_UMQTT = """
+class MQTTException(Exception):
+    pass
+
+
+class MQTTClient:
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
+                 ssl_params=None):
+        self.sock = None
+        self.cb = None
+        self.published = 0
+        self.bytes = 0
+        self.pending = []
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        pass
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def connect(self, clean_session=True, timeout=None):
+        return False
+
+    def disconnect(self):
+        pass
+
+    def ping(self):
+        pass
+
+    def subscribe(self, topic, qos=0):
+        pass
+
+    def check_msg(self):
+        if self.pending:
+            topic, msg = self.pending.pop(0)
+            self.cb(topic, msg)
+
+    def wait_msg(self):
+        self.check_msg()
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        self.published += 1
+        self.bytes += len(msg)
+"""
+
+
+def install_loopback_umqtt():
+    """Put the loopback MQTT client at /lib/umqtt/simple.py (idempotent)."""
+    import os
+    try:
+        os.mkdir("/lib/umqtt")
+    except OSError:
+        pass
+    with open("/lib/umqtt/__init__.py", "w") as f:
+        f.write("")
+    with open("/lib/umqtt/simple.py", "w") as f:
+        f.write(_LOOPBACK_UMQTT)
+
+
 def install_time():
     """Put a simclock-backed `time` in sys.modules (real mode) before any firmware module imports it.
 

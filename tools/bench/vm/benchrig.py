@@ -1,71 +1,18 @@
 """The firmware rig the VM benchmarks share: emulated 16-cell pack, the real driver and app, and comms.
 
 Runs inside the MicroPython VM only (node tools/mpvm/run.mjs --tests tools/bench/vm). The MQTT client
-is a loopback stand-in written into the VM's /lib/umqtt (the VM has no sockets): every publish is
-acknowledged at once and counted, allocating nothing, so what the heap figures count is the firmware.
+is the loopback stand-in that vmtest.install_loopback_umqtt() writes into /lib/umqtt (the VM has no
+sockets): every publish is acknowledged at once and counted, allocating nothing, so what the heap
+figures count is the firmware.
 
     import benchrig; rig = benchrig.Rig(clock, comms=True); rig.run(400); rig.app.cycle()
 """
 import os
 
-_UMQTT = '''
-class MQTTException(Exception):
-    pass
-
-
-class MQTTClient:
-    """Loopback stand-in: a broker that acknowledges everything at once (bench only)."""
-
-    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
-                 ssl_params=None):
-        self.sock = None
-        self.published = 0
-        self.bytes = 0
-        self.cb = None
-
-    def set_last_will(self, topic, msg, retain=False, qos=0):
-        pass
-
-    def set_callback(self, f):
-        self.cb = f
-
-    def connect(self, clean_session=True, timeout=None):
-        return False
-
-    def disconnect(self):
-        pass
-
-    def ping(self):
-        pass
-
-    def subscribe(self, topic, qos=0):
-        pass
-
-    def check_msg(self):
-        return None
-
-    def wait_msg(self):
-        return None
-
-    def publish(self, topic, msg, retain=False, qos=0):
-        self.published += 1
-        self.bytes += len(msg)
-'''
+import vmtest
 
 KEY = b"0123456789abcdef0123456789abcdef"
 DEVICE = "bms-0001"
-
-
-def install_umqtt():
-    """Put the loopback MQTT client at /lib/umqtt/simple.py (once per VM)."""
-    try:
-        os.mkdir("/lib/umqtt")
-    except OSError:
-        pass
-    with open("/lib/umqtt/__init__.py", "w") as f:
-        f.write("")
-    with open("/lib/umqtt/simple.py", "w") as f:
-        f.write(_UMQTT)
 
 
 def _mkdir(p):
@@ -120,7 +67,7 @@ class Rig:
 
 
 def make_comms():
-    install_umqtt()
+    vmtest.install_loopback_umqtt()
     from firmware.comms.link import Link
     from firmware.comms.service import Comms
     _mkdir("/bench_outbox")
