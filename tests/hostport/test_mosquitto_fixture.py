@@ -86,3 +86,39 @@ def test_missing_binary_error_names_the_install_command():
     with pytest.raises(mq.MosquittoError) as e:
         mq._find("mosquitto-not-installed-here")
     assert "apt-get install -y mosquitto" in str(e.value)
+
+
+def test_free_port_lies_outside_the_ephemeral_range_and_is_free():
+    """Restarted servers keep their port; an ephemeral port could meanwhile be any client's source port."""
+    from tools.testservers import ports
+    lo, hi = ports.ephemeral_range()
+    seen = set()
+    for _ in range(20):
+        port = ports.free_port()
+        if lo - 1 > ports.LOWEST_PORT:
+            assert ports.LOWEST_PORT <= port < lo
+        with socket.socket() as s:          # nobody holds it: we can listen on it; held, it is never offered
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            for _ in range(50):
+                assert ports.free_port() != port
+        seen.add(port)
+    assert len(seen) > 1                     # random, so concurrent test runs rarely collide
+
+
+def test_restart_retries_while_its_port_is_briefly_held(tmp_path):
+    """Someone holds the port when the broker comes back: start() retries instead of failing at once."""
+    import threading
+    broker = mq.Mosquitto(tmp_path).start()
+    port = broker.port
+    broker.kill()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", port))
+    threading.Timer(1.2, squatter.close).start()
+    try:
+        broker.start()
+        assert broker.port == port and broker.running()
+        assert "Address already in use" in broker.log_text()
+    finally:
+        broker.stop()
+        squatter.close()

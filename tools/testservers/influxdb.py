@@ -19,19 +19,12 @@ import json
 import os
 import shutil
 import signal
-import socket
+from tools.testservers.ports import free_port
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _http(method, url, body=None, timeout=5.0, headers=None):

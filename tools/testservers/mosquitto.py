@@ -20,6 +20,8 @@ import socket
 import subprocess
 import time
 
+from tools.testservers.ports import free_port  # noqa: F401  (re-exported: tests and tools import it from here)
+
 INSTALL_HINT = "sudo apt-get install -y mosquitto   (Debian/Ubuntu: the broker and mosquitto_passwd)"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -47,13 +49,6 @@ def _find(binary):
     if path is None:
         raise MosquittoError("%s not found. Install it with: %s" % (binary, INSTALL_HINT))
     return path
-
-
-def free_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Mosquitto:
@@ -142,20 +137,26 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             raise MosquittoError("already running")
         first = self.port is None
-        attempts = 3 if first else 1
+        # First start: another free port on failure. Restart: the same port, retried for a while when
+        # it is momentarily held (ports.py says why that is rare, not impossible).
+        attempts = 3 if first else 10
         for attempt in range(attempts):
             if first:
                 self.port = free_port(self.host)
             self._write_files()
             self._stderr = open(os.path.join(self.dir, "stderr.log"), "ab")
+            log_mark = self._log_size()
             self.proc = subprocess.Popen([self._binary, "-c", self.conf_path], stdout=self._stderr,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             _running.add(self)
             if self._wait_accepting():
                 return self
             self._reap()
-            if not first or attempt == attempts - 1:
+            port_taken = "Address already in use" in self._log_since(log_mark)
+            if attempt == attempts - 1 or not (first or port_taken):
                 break
+            if not first:
+                time.sleep(0.5)
         raise MosquittoError("mosquitto did not start on %s:%s\n%s" % (self.host, self.port, self.log_tail()))
 
     def _wait_accepting(self):
@@ -221,6 +222,18 @@ class Mosquitto:
             self.proc.send_signal(signal.SIGCONT)
 
     # --- logs ---
+    def _log_size(self):
+        p = os.path.join(self.dir, "mosquitto.log")
+        return os.path.getsize(p) if os.path.exists(p) else 0
+
+    def _log_since(self, offset):
+        p = os.path.join(self.dir, "mosquitto.log")
+        if not os.path.exists(p):
+            return ""
+        with open(p, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
     def log_text(self):
         parts = []
         for name in ("mosquitto.log", "stderr.log"):
