@@ -78,10 +78,11 @@ def merge_window(a, b):
 
 
 class Verdict:
-    __slots__ = ("reason", "detail", "device", "topic_kind", "frame", "tags", "anchor_ms", "offline")
+    __slots__ = ("reason", "detail", "device", "topic_kind", "frame", "tags", "anchor_ms", "offline",
+                 "boot", "seq")
 
     def __init__(self, reason=None, detail="", device=None, topic_kind=None, frame=None, tags=None,
-                 anchor_ms=None, offline=False):
+                 anchor_ms=None, offline=False, boot=None, seq=None):
         self.reason = reason
         self.detail = detail
         self.device = device
@@ -90,6 +91,8 @@ class Verdict:
         self.tags = tags
         self.anchor_ms = anchor_ms
         self.offline = offline
+        self.boot = boot        # (boot, seq) of a frame whose tag verified (accepted or a replay):
+        self.seq = seq          # what a delivery receipt to the board names (docs/comms.md)
 
 
 class Verifier:
@@ -145,7 +148,7 @@ class Verifier:
             win = merge_window(win, w.get(device))
         why = window_check(win, boot, seq, self.window)
         if why is not None:
-            return Verdict("replay", why, device=device, topic_kind=kind_name)
+            return Verdict("replay", why, device=device, topic_kind=kind_name, boot=boot, seq=seq)
         self._pending[device] = window_advance(win, boot, seq)
         anchor = None
         if d.get("unix_ms") is None:
@@ -155,7 +158,8 @@ class Verifier:
                 if len(self._anchors) > 100000:
                     self._anchors.clear()
                 self._anchors[(device, boot)] = anchor
-        return Verdict(device=device, topic_kind=kind_name, frame=d, tags=tags, anchor_ms=anchor)
+        return Verdict(device=device, topic_kind=kind_name, frame=d, tags=tags, anchor_ms=anchor,
+                       boot=boot, seq=seq)
 
     def take_pending(self):
         """The windows advanced since the last take (one batch's worth). They still count for
