@@ -78,15 +78,21 @@ def _pads(key):
 
 
 class _OwnHmac:
-    """RFC 2104 HMAC-SHA256 with the pads computed once per key (hashlib.sha256 has no copy() in MicroPython)."""
+    """RFC 2104 HMAC-SHA256 with the pads computed once per key (hashlib.sha256 has no copy() in MicroPython).
+
+    digest3(a, b, c) = HMAC(a || b || c): the parts are fed in turn, so no tuple or joined copy is made.
+    What a call allocates is what MicroPython's hashlib cannot avoid: two sha256 objects (it can neither
+    copy nor reset one) and their two 32-byte digests (measured: tests/mpy/test_frame_vectors.py).
+    """
 
     def __init__(self, key):
         self._ipad, self._opad = _pads(key)
 
-    def digest(self, parts):
+    def digest3(self, a, b, c):
         inner = sha256(self._ipad)
-        for p in parts:
-            inner.update(p)
+        inner.update(a)
+        inner.update(b)
+        inner.update(c)
         outer = sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
@@ -98,16 +104,17 @@ class _StdHmac:
     def __init__(self, key):
         self._base = _std_hmac.new(key, digestmod="sha256")
 
-    def digest(self, parts):
+    def digest3(self, a, b, c):
         h = self._base.copy()
-        for p in parts:
-            h.update(p)
+        h.update(a)
+        h.update(b)
+        h.update(c)
         return h.digest()
 
 
 def hmac_sha256(key, msg):
     """Full 32-byte HMAC-SHA256 of msg under key (any key length, as RFC 2104), this module's own code."""
-    return _OwnHmac(bytes(key)).digest((msg,))
+    return _OwnHmac(bytes(key)).digest3(b"", b"", msg)
 
 
 def compare_digest(a, b):
@@ -126,13 +133,29 @@ class Authenticator:
     def __init__(self, key, own=False):
         key = parse_key(key)
         self._mac = _StdHmac(key) if (_std_hmac is not None and not own) else _OwnHmac(key)
+        # The length prefix of the last device id seen, made once: a device signs with one id, so
+        # tag() allocates nothing of its own after the first call (only the hash objects and digests).
+        self._dev = None
+        self._len = None
+
+    def _digest(self, device_id, msg):
+        if device_id != self._dev:          # compares contents: a caller may reuse a bytearray
+            if not 1 <= len(device_id) <= DEVICE_ID_MAX:
+                raise ValueError("device_id must be 1..%d bytes" % DEVICE_ID_MAX)
+            self._len = bytes((len(device_id),))
+            self._dev = bytes(device_id)
+        return self._mac.digest3(self._len, self._dev, msg)
 
     def tag(self, device_id, msg, n=TAG_LEN):
         """First n bytes of HMAC-SHA256(key, u8 len(device_id) || device_id || msg); device_id as bytes."""
-        if not 1 <= len(device_id) <= DEVICE_ID_MAX:
-            raise ValueError("device_id must be 1..%d bytes" % DEVICE_ID_MAX)
-        d = self._mac.digest((bytes((len(device_id),)), device_id, msg))
-        return d[:n]
+        d = self._digest(device_id, msg)
+        return d if n == len(d) else d[:n]
+
+    def tag_into(self, device_id, msg, buf, pos):
+        """Write the TAG_LEN-byte tag of msg into buf[pos:pos + TAG_LEN], without the copy tag() returns."""
+        d = self._digest(device_id, msg)
+        for i in range(TAG_LEN):
+            buf[pos + i] = d[i]
 
     def check(self, device_id, msg, tag):
         """True if tag is the right TAG_LEN-byte tag of msg for device_id; compared in constant time."""

@@ -34,6 +34,16 @@ def _done():
     machine.detach_i2c_target(0, 0x08)
 
 
+def test_crc_table_literal_is_the_polynomial():
+    # crc8.TABLE is a literal (it stays in flash when frozen): each entry is the bitwise CRC-8 (0x07) of b.
+    assert len(TABLE) == 256
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        assert TABLE[b] == c, b
+
+
 def test_configure_round_trip_and_read_match_the_pack():
     with vmtest.use_sim_clock(start_ms=0) as clock:
         board, afe, applied = _board(settings={"cov_mv": 3650, "cuv_mv": 2800, "scd_ma": 59999})

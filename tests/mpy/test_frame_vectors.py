@@ -83,6 +83,29 @@ def test_own_tag_equals_the_default_tag():
     assert auth.Authenticator(k, own=True).tag(b"dev", b"msg") == auth.Authenticator(k).tag(b"dev", b"msg")
 
 
+def test_tag_into_writes_the_tag_and_a_reused_device_id_buffer_is_reread():
+    k = bytes(range(32))
+    a = auth.Authenticator(k, own=True)
+    buf = bytearray(b"\xee" * 20)
+    a.tag_into(b"dev", b"msg", buf, 4)
+    assert bytes(buf[4:4 + auth.TAG_LEN]) == a.tag(b"dev", b"msg")
+    assert buf[:4] == b"\xee" * 4 and buf[4 + auth.TAG_LEN:] == b"\xee" * (16 - auth.TAG_LEN)
+    # The length prefix is cached per device id: a caller that changes its id buffer gets the new id's tag.
+    dev = bytearray(b"dev")
+    t1 = a.tag(dev, b"msg")
+    dev[0] = ord("x")
+    assert a.tag(dev, b"msg") != t1
+    assert a.tag(dev, b"msg") == auth.Authenticator(k, own=True).tag(b"xev", b"msg")
+    assert a.tag(b"dev", b"msg") == t1
+    for bad in (b"", bytes(auth.DEVICE_ID_MAX + 1)):
+        try:
+            a.tag(bad, b"msg")
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("device id of %d bytes accepted" % len(bad))
+
+
 def _steady_samples(n):
     out = []
     for k in range(n):

@@ -109,18 +109,27 @@ def run_vm(build, timeout_s=600):
     return figures, fails, modules, gate, p
 
 
-def run_heap(build, timeout_s=300):
-    """tools/heap_live.mjs --json: live heap per phase (after the VM's top-level collection); the same
+def run_heap(build, timeout_s=300, src=None):
+    """tools/heap_live.mjs --json: live heap per phase (after the VM's top-level collection), for the .mpy
+    files on the file system and for a frozen image (compiled from `src`, default firmware/); the same
     measurement and budgets `make test` checks (docs/memory.md), so the two never disagree."""
-    argv = [NODE, str(ROOT / "tools" / "heap_live.mjs"), "--build", str(build), "--json"]
+    argv = [NODE, str(ROOT / "tools" / "heap_live.mjs"), "--build", str(build), "--json",
+            "--src", str(src or ROOT / "firmware")]
     p = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout_s)
     for line in reversed(p.stdout.splitlines()):
         if line.startswith("{"):
             j = json.loads(line)
             if j.get("failed"):
                 return None, p
-            return {"steady": j["steady"], "modules": j["steady"] - j["data_only"], "objects": j["data_only"],
-                    "frames_published": j["frames_published"], "growth": j["growth_800_cycles"]}, p
+            heap = {"steady": j["steady"], "modules": j["steady"] - j["data_only"], "objects": j["data_only"],
+                    "frames_published": j["frames_published"], "growth": j["growth_800_cycles"]}
+            fz = j.get("frozen")
+            if fz:
+                # The same phases with the firmware frozen into the image (code in flash): what a plain
+                # ESP32 holds. frozen_modules = module objects (dicts, functions, classes) in the heap.
+                heap.update({"frozen_steady": fz["steady"], "frozen_modules": fz["steady"] - fz["data_only"],
+                             "frozen_objects": fz["data_only"], "frozen_growth": fz["growth_800_cycles"]})
+            return heap, p
     return None, p
 
 
