@@ -24,6 +24,7 @@ KIND_EVENT = const(2)
 KIND_STATUS = const(3)
 KIND_ACK = const(4)
 KIND_COMMAND = const(5)
+KIND_RECEIPT = const(6)         # downlink: the bridge has stored these frames (docs/comms.md, Delivery)
 FLAG_WALL = const(1)
 TAG_LEN = auth.TAG_LEN
 MAX_FRAME = const(8192)         # bytes; larger is refused unread (a bridge must not parse megabytes)
@@ -41,6 +42,8 @@ WALL_EPOCH_UNIX_S = const(946684800)  # 2000-01-01T00:00:00Z: MicroPython's epoc
 _HDR = const(17)                # uplink header without wall clock
 _HDR_WALL = const(23)
 _CMD_HDR = const(9)             # version, kind, flags, counter u32, code, n_params
+RECEIPT_HDR = const(8)          # version, kind, flags, boot u32, n_runs; then the runs
+MAX_RECEIPT_RUNS = const(64)    # runs of consecutive seqs per receipt (8 + 64 x 5 + 12 = 340 bytes)
 _U32_MAX = const(0xFFFFFFFF)
 # Worst case of one coded sample: 28 signed varints (t, 16 cells, 3 voltages, current, 3 temps, die temp,
 # SOC, SOH, state) at 5 bytes, the `changed` byte, 8 words at 5 bytes. The buffer has this much slack
@@ -459,6 +462,89 @@ def verify_command(b, device_id, key):
     r.end()
     return {"version": VERSION, "kind": KIND_COMMAND, "flags": 0, "counter": hdr["counter"],
             "code": code, "params": params}
+
+
+# ---------------------------------------------------------------- delivery receipts (downlink)
+def u32_at(b, pos):
+    """Little-endian u32 at b[pos:pos+4] without allocating (below 2**30 it stays a small int)."""
+    return b[pos] | (b[pos + 1] << 8) | (b[pos + 2] << 16) | (b[pos + 3] << 24)
+
+
+def encode_receipts(device_id, key, boot, seqs):
+    """Signed receipts (list of bytes) naming frames (boot, seq) the bridge has dealt with for good.
+
+    seqs: any iterable of ints; sorted and merged into runs of consecutive numbers, at most
+    MAX_RECEIPT_RUNS runs (of at most 255) per receipt, so many seqs make several receipts."""
+    dev = auth.device_id_bytes(device_id)
+    a = key if isinstance(key, auth.Authenticator) else auth.Authenticator(key)
+    _check_range("boot", boot, 0, _U32_MAX)
+    runs = []
+    for s in sorted(set(seqs)):
+        _check_range("seq", s, 0, _U32_MAX)
+        if runs and runs[-1][0] + runs[-1][1] == s and runs[-1][1] < 255:
+            runs[-1][1] += 1
+        else:
+            runs.append([s, 1])
+    out = []
+    for i in range(0, len(runs), MAX_RECEIPT_RUNS):
+        part = runs[i:i + MAX_RECEIPT_RUNS]
+        body = bytearray(RECEIPT_HDR + 5 * len(part))
+        struct.pack_into("<BBBIB", body, 0, VERSION, KIND_RECEIPT, 0, boot, len(part))
+        pos = RECEIPT_HDR
+        for first, count in part:
+            struct.pack_into("<IB", body, pos, first, count)
+            pos += 5
+        body = bytes(body)
+        out.append(body + a.tag(dev, body))
+    return out
+
+
+def check_receipt(b, device_id, key):
+    """Verify a receipt's tag and shape; return (boot, n_runs). FrameError subclasses on failure.
+
+    On the board this is the only allocation a receipt costs (the HMAC); receipt_has() reads in place."""
+    n = len(b)
+    if n > MAX_FRAME:
+        raise Oversized("%d bytes > %d" % (n, MAX_FRAME))
+    if n < 2:
+        raise Truncated("%d bytes" % n)
+    if b[0] != VERSION:
+        raise UnknownVersion("version %d" % b[0])
+    if b[1] != KIND_RECEIPT:
+        raise UnknownKind("not a receipt: kind %d" % b[1])
+    if n < RECEIPT_HDR + 5 + TAG_LEN:
+        raise Truncated("%d bytes" % n)
+    _check_tag(b, device_id, key)
+    runs = b[7]
+    if b[2] != 0:
+        raise Malformed("reserved flag bits set")
+    if not 1 <= runs <= MAX_RECEIPT_RUNS or n != RECEIPT_HDR + 5 * runs + TAG_LEN:
+        raise Malformed("%d runs in %d bytes" % (runs, n))
+    for i in range(runs):
+        if b[RECEIPT_HDR + 5 * i + 4] == 0:
+            raise Malformed("empty run")
+    return u32_at(b, 3), runs
+
+
+def receipt_has(b, runs, seq):
+    """True if a checked receipt (check_receipt gave `runs`) names seq. Allocates nothing."""
+    pos = RECEIPT_HDR
+    for _ in range(runs):
+        d = seq - u32_at(b, pos)
+        if 0 <= d < b[pos + 4]:
+            return True
+        pos += 5
+    return False
+
+
+def receipt_seqs(b, device_id, key):
+    """(boot, [seq, ...]) of a receipt, verified: for tools and tests."""
+    boot, runs = check_receipt(b, device_id, key)
+    seqs = []
+    for i in range(runs):
+        first = u32_at(b, RECEIPT_HDR + 5 * i)
+        seqs.extend(range(first, first + b[RECEIPT_HDR + 5 * i + 4]))
+    return boot, seqs
 
 
 # ---------------------------------------------------------------- decoding (allocates freely)

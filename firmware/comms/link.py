@@ -31,14 +31,14 @@ CONNECT_UNITS = const(3)
 SUBSCRIBE_UNITS = const(2)
 PUBLISH_UNITS = const(2)
 PING_UNITS = const(1)
-MAX_INBOX = const(4)             # downlink messages held between polls (commands are rare)
+MAX_INBOX = const(4)             # commands held between polls (commands are rare)
 
 # states
 DOWN = const(0)                  # Wi-Fi not yet requested
 WIFI_WAIT = const(1)             # wlan.connect() issued, waiting for an IP
 WIFI_BACKOFF = const(2)          # Wi-Fi attempt failed; retry after the backoff
 MQTT_WAIT = const(3)             # Wi-Fi up, no MQTT session (connect after the backoff, when it fits)
-SUBSCRIBE = const(4)             # session up, subscription to the command topic pending
+SUBSCRIBE = const(4)             # session up, subscription to the downlink topics pending
 UP = const(5)                    # session up and subscribed: publish, receive
 STATE_NAMES = ("down", "wifi_wait", "wifi_backoff", "mqtt_wait", "subscribe", "up")
 
@@ -72,6 +72,12 @@ class Link:
         prefix = topic_root + "/" + device_id
         self.topic_status = prefix + "/up/status"
         self.topic_cmd = prefix + "/down/cmd"
+        self.topic_receipt = prefix + "/down/receipt"
+        self.topic_down = prefix + "/down/#"     # one SUBSCRIBE for commands and receipts
+        self._topic_receipt_b = self.topic_receipt.encode()
+        # Receipts are handed over at once (they come in bursts while a backlog drains, and a dropped
+        # one would stall delivery until the resend timeout); commands wait in the inbox.
+        self.on_receipt = None
         # uplink topics by frame kind (1 telemetry, 2 event, 3 status, 4 ack), made once
         self.topic_by_kind = (None, prefix + "/up/telemetry", prefix + "/up/event", self.topic_status,
                               prefix + "/up/ack")
@@ -236,7 +242,10 @@ class Link:
         return c
 
     def _on_msg(self, topic, msg):
-        # Runs inside umqtt calls (check_msg, or a publish waiting for its PUBACK): only queue here.
+        # Runs inside umqtt calls (check_msg, or a publish waiting for its PUBACK).
+        if topic == self._topic_receipt_b and self.on_receipt is not None:
+            self.on_receipt(msg)
+            return
         if len(self.inbox) >= MAX_INBOX:
             self.inbox_dropped += 1
             return
@@ -282,7 +291,7 @@ class Link:
     def _subscribe(self):
         t0 = time.ticks_us()
         try:
-            self._client.subscribe(self.topic_cmd, qos=1)
+            self._client.subscribe(self.topic_down, qos=1)
         except self._errors() as e:
             self._timed(t0)
             self._drop(e)

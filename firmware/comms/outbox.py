@@ -5,6 +5,9 @@
     view = box.peek()                     # oldest frame (memoryview), or None
     box.pop()                             # after the broker (or the bridge) confirmed it
 
+    mv = box.peek_unsent(); box.mark_sent()   # with delivery receipts: publish ahead of the head,
+    box.pop() ... ; box.rewind()              # forget from the head as receipts come, resend on rewind
+
 Order is oldest first across flash and RAM: flash segments always hold older frames than the ring.
 Frames are pushed once per batch (every few seconds), not per protection cycle, and the ring is
 preallocated fixed slots, so steady-state pushes and pops allocate nothing but file handles.
@@ -16,6 +19,11 @@ deleted. A segment whose records do not parse is dropped and counted (`corrupt`)
 When `max_segments` is reached the oldest segment is dropped and its frames counted in `dropped`.
 A segment re-read after a reboot may resend frames that were already delivered but not yet popped;
 the bridge deduplicates by boot counter and sequence number, so this trades a duplicate for no loss.
+
+Sent but unconfirmed: `sent` counts frames from the head that were published and wait for the bridge's
+receipt (Comms, docs/comms.md "Delivery"). They stay queued, spill and survive like any other frame;
+`peek_unsent()` is the first one after them. While the head is on flash, only the loaded (oldest)
+segment and then the RAM ring can be read ahead, so the unconfirmed window never spans two segments.
 """
 import os
 
@@ -63,6 +71,8 @@ class Outbox:
         self._seg_end = 0                # bytes valid in _seg_buf
         self._seg_pos = 0                # offset of the next unread record
         self._seg_left = 0               # frames not yet popped in the loaded segment
+        self.sent = 0                    # frames from the head published, awaiting a receipt
+        self.popped = 0                  # frames delivered and forgotten since boot
         # Counters reported in status frames.
         self.dropped = 0                 # frames lost because the outbox was full
         self.corrupt = 0                 # segments found unreadable at boot or on load
@@ -98,6 +108,8 @@ class Outbox:
                 self._head = (self._head + 1) % self.slots
                 self._count -= 1
                 self.dropped += 1
+                if self.sent:
+                    self.sent -= 1
             else:
                 self._spill()
         tail = (self._head + self._count) % self.slots
@@ -117,8 +129,38 @@ class Outbox:
             return self._slot_view[self._head][:self._len[self._head]]
         return None
 
+    def peek_unsent(self):
+        """The first frame after the `sent` ones (memoryview, valid until the next pop/push), or None
+        when there is none or it lies beyond the loaded segment."""
+        i = self.sent
+        if self._spilled_frames and self._load_oldest():
+            if i < self._seg_left:
+                pos = self._seg_pos
+                for _ in range(i):
+                    pos += 2 + (self._seg_buf[pos] | (self._seg_buf[pos + 1] << 8))
+                n = self._seg_buf[pos] | (self._seg_buf[pos + 1] << 8)
+                return self._seg_mv[pos + 2:pos + 2 + n]
+            if self._seg_left < self._spilled_frames:
+                return None              # in a later segment: wait until this one is confirmed
+            i -= self._spilled_frames
+        if i < self._count:
+            j = (self._head + i) % self.slots
+            return self._slot_view[j][:self._len[j]]
+        return None
+
+    def mark_sent(self):
+        """The frame peek_unsent() returned was published (and acknowledged by the broker)."""
+        self.sent += 1
+
+    def rewind(self):
+        """Publish again from the head: no receipt came for what was sent."""
+        self.sent = 0
+
     def pop(self):
         """Forget the frame peek() returned (call only after it was delivered)."""
+        if self.sent:
+            self.sent -= 1
+        self.popped += 1
         if self._spilled_frames and self._load_oldest():
             n = self._seg_buf[self._seg_pos] | (self._seg_buf[self._seg_pos + 1] << 8)
             self._seg_pos += 2 + n
@@ -162,6 +204,8 @@ class Outbox:
             except OSError:
                 pass
             self.dropped += self._count
+            if self.sent > self._spilled_frames:
+                self.sent = self._spilled_frames
             self._count = 0
             return
         self._next_seg = n + 1
@@ -178,6 +222,7 @@ class Outbox:
             self._seg_loaded = -1
         self._spilled_frames -= lost
         self.dropped += lost
+        self.sent = self.sent - lost if self.sent > lost else 0
 
     def _remove_segment(self, n):
         try:
@@ -223,6 +268,8 @@ class Outbox:
             self._remove_segment(self._first_seg)
             self._first_seg += 1
         self._spilled_frames = 0
+        if self.sent > self._count:      # sent frames were on the segments just found unreadable
+            self.sent = self._count
         return False
 
     def _scan(self):

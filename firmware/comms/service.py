@@ -8,7 +8,13 @@ acks, runs the link, the downlink commands and time sync, and drains the outboxe
   delta-coded straight into the open telemetry frame (the encoder's preallocated buffer is the batch).
 - poll() closes the batch every `batch_ms` (HMAC, push to the telemetry outbox), closes the open event
   frame, advances the link, answers commands, syncs time, and publishes queued frames with QoS 1 while
-  the link's budget allows (link.py). A frame leaves its outbox only after its PUBACK.
+  the link's budget allows (link.py).
+- Delivery (docs/comms.md): with `receipts` on, a frame leaves its outbox only when the bridge's signed
+  receipt (`bms/<id>/down/receipt`, sent after the database confirmed the write) names it; a PUBACK only
+  moves it past the outbox's `sent` mark. Frames sent but not confirmed are published again after a new
+  MQTT session and after `receipt_timeout_ms` without progress (doubling up to `receipt_timeout_max_ms`):
+  a broker that crashes after its PUBACK, before it saved or forwarded the frame, loses nothing. The bridge
+  drops the duplicates by (boot, seq). With `receipts` off a frame leaves at its PUBACK.
 - Two outboxes: events, acks and status in a small one, telemetry in a large one, so a long outage
   that fills the flash drops old telemetry, never an event. Frames go out in (boot, seq) order, except
   that an event/ack/status frame may overtake at most REORDER_MAX queued telemetry frames: the bridge
@@ -31,6 +37,8 @@ except ImportError:
         return x
 
 REORDER_MAX = const(32)          # half the bridge's replay window of 64 frames
+MAX_UNCONFIRMED = const(32)      # frames sent and not yet named by a receipt: resends stay in that window
+_CONF_SLOTS = const(64)          # receipts remembered for frames behind an unconfirmed head (seq & 63)
 REBOOT_GRACE_MS = const(5000)    # after a reboot command: wait this long at most for its ack to go out
 
 
@@ -39,12 +47,16 @@ class Comms:
                  sample_every_ms=1000, batch_ms=10000, tlm_slots=10, tlm_slot_bytes=512,
                  tlm_max_segments=256, evt_slots=4, evt_slot_bytes=320, evt_max_segments=16,
                  timesync=None, fw_version="0", board_name="", config_hash=0, reset_cause=0,
-                 cell_count=0, temp_count=0, reset_fn=None):
+                 cell_count=0, temp_count=0, reset_fn=None, receipts=True, receipt_timeout_ms=30000,
+                 receipt_timeout_max_ms=600000):
         if not 100 <= sample_every_ms <= 60000 or not sample_every_ms <= batch_ms <= 600000:
             raise ValueError("comms: sample_every_ms 100..60000, batch_ms sample_every_ms..600000")
         if evt_slot_bytes < 320:
             raise ValueError("comms: evt_slot_bytes >= 320 (an ack with a 255-byte message)")
+        if not 1000 <= receipt_timeout_ms <= receipt_timeout_max_ms <= 86400000:
+            raise ValueError("comms: 1000 <= receipt_timeout_ms <= receipt_timeout_max_ms <= 86400000")
         self.device_id = device_id
+        self._dev = auth.device_id_bytes(device_id)
         self._auth = key if isinstance(key, auth.Authenticator) else auth.Authenticator(key)
         self.link = link
         self.boot = bootcount.next_boot(state_dir + "/boot")
@@ -67,6 +79,17 @@ class Comms:
         self.cell_count = cell_count
         self.temp_count = temp_count
         self.reset_fn = reset_fn
+        self.receipts = receipts
+        self.receipt_timeout_ms = receipt_timeout_ms
+        self.receipt_timeout_max_ms = receipt_timeout_max_ms
+        self._rcpt_wait_ms = receipt_timeout_ms  # current timeout (doubles while receipts stay away)
+        self._rcpt_t = time.ticks_ms()           # last receipt progress, or last time nothing waited
+        link.on_receipt = self._receipt
+        # seqs a receipt named that were not at an outbox head yet: slot seq & 63 holds the seq itself,
+        # so an old entry never matches another frame (a collision only costs a resend)
+        self._conf_seq = [-1] * _CONF_SLOTS
+        self._conf_boot = -1
+        self._topic_cmd = link.topic_cmd.encode()
         self._tlm_open = False
         self._tlm_t0 = 0
         self._evt_open = False
@@ -77,7 +100,12 @@ class Comms:
         self.samples = 0                 # samples put into frames
         self.bad_samples = 0             # samples the encoder refused (shape or range)
         self.events = 0
-        self.frames_sent = 0
+        self.frames_sent = 0             # publishes acknowledged by the broker (resends included)
+        self.frames_confirmed = 0        # frames the bridge's receipts named (left the outbox)
+        self.resends = 0                 # times unconfirmed frames were rewound for publishing again
+        self.receipts_in = 0
+        self.bad_receipts = 0            # receipts that failed verification (ignored)
+        self.stray_downlink = 0          # downlink messages on topics we do not serve (ignored)
         self.polls = 0
         self.last_poll_us = 0            # duration of the last poll (diagnostics)
         self.max_poll_us = 0
@@ -196,14 +224,22 @@ class Comms:
         self._close_evt()
         link.poll()
         if link.sessions != self._sessions_seen:
-            # A new session: announce ourselves (retained status replaces the broker's "offline" will).
+            # A new session: announce ourselves (retained status replaces the broker's "offline" will),
+            # and publish again whatever the bridge has not confirmed: the broker we had may have
+            # acknowledged frames it never stored (a crash), and receipts sent while we were away are gone.
             self._sessions_seen = link.sessions
+            self._rewind(now)
             self._status()
         while link.inbox:
             topic, msg = link.inbox.pop(0)
-            r = self.commands.handle(msg)
-            if r is not None:
-                self._ack(r[0], r[1], r[2], r[3])
+            if topic == self._topic_cmd:
+                r = self.commands.handle(msg)
+                if r is not None:
+                    self._ack(r[0], r[1], r[2], r[3])
+            else:
+                self.stray_downlink += 1
+        if self.receipts:
+            self._receipt_timer(now)
         if link.up and self.ts.due() and link.fits(1):
             self.ts.sync(link.timeout_ms)
         self._drain()
@@ -214,36 +250,121 @@ class Comms:
         if d > self.max_poll_us:
             self.max_poll_us = d
 
+    # ---------------------------------------------------------------- delivery receipts
+    def _receipt(self, msg):
+        """Remember what a verified receipt names, then forget the confirmed frames at the heads.
+
+        Called by the link as the receipt arrives, inside an umqtt call (also while _drain waits for
+        a PUBACK: popping heads then is safe, the `sent` mark moves with them)."""
+        try:
+            boot, runs = frame.check_receipt(msg, self._dev, self._auth)
+        except ValueError:
+            self.bad_receipts += 1
+            return
+        self.receipts_in += 1
+        conf = self._conf_seq
+        if boot != self._conf_boot:
+            for i in range(_CONF_SLOTS):
+                conf[i] = -1
+            self._conf_boot = boot
+        # Only seqs from the oldest held frame on can still be in an outbox, and only 64 of them fit.
+        lo = -1
+        for box in (self.tlm_box, self.evt_box):
+            mv = box.peek()
+            if mv is not None and frame.u32_at(mv, 3) == boot:
+                s = frame.u32_at(mv, 7)
+                if lo < 0 or s < lo:
+                    lo = s
+        if lo < 0:
+            return
+        hi = lo + _CONF_SLOTS
+        pos = frame.RECEIPT_HDR
+        for _ in range(runs):
+            first = frame.u32_at(msg, pos)
+            end = first + msg[pos + 4]
+            pos += 5
+            if first < lo:
+                first = lo
+            if end > hi:
+                end = hi
+            for s in range(first, end):
+                conf[s & 63] = s
+        done = 0
+        for box in (self.tlm_box, self.evt_box):
+            while True:
+                mv = box.peek()
+                if mv is None or frame.u32_at(mv, 3) != boot:
+                    break
+                s = frame.u32_at(mv, 7)
+                if conf[s & 63] != s:
+                    break
+                box.pop()
+                done += 1
+        if done:
+            self.frames_confirmed += done
+            self._rcpt_t = time.ticks_ms()
+            self._rcpt_wait_ms = self.receipt_timeout_ms
+
+    def _receipt_timer(self, now):
+        if not (self.tlm_box.sent or self.evt_box.sent):
+            self._rcpt_t = now
+        elif time.ticks_diff(now, self._rcpt_t) >= self._rcpt_wait_ms and self.link.up:
+            self._rewind(now)
+            w = self._rcpt_wait_ms * 2
+            self._rcpt_wait_ms = w if w < self.receipt_timeout_max_ms else self.receipt_timeout_max_ms
+
+    def _rewind(self, now):
+        if self.tlm_box.sent or self.evt_box.sent:
+            self.resends += 1
+        self.tlm_box.rewind()
+        self.evt_box.rewind()
+        self._rcpt_t = now
+
+    # ---------------------------------------------------------------- draining the outboxes
     def _pick(self):
-        """The outbox whose head goes next: (boot, seq) order, events may overtake REORDER_MAX frames."""
-        ev = self.evt_box.peek()
-        tl = self.tlm_box.peek()
+        """The outbox whose next unsent frame goes next: (boot, seq) order, events may overtake
+        REORDER_MAX frames."""
+        ev = self.evt_box.peek_unsent()
+        tl = self.tlm_box.peek_unsent()
         if ev is None:
             return None if tl is None else self.tlm_box
         if tl is None:
             return self.evt_box
-        he = frame.peek_header(ev)
-        ht = frame.peek_header(tl)
-        if he["boot"] != ht["boot"]:
-            return self.evt_box if he["boot"] < ht["boot"] else self.tlm_box
-        if he["seq"] - ht["seq"] <= REORDER_MAX:
+        be = frame.u32_at(ev, 3)
+        bt = frame.u32_at(tl, 3)
+        if be != bt:
+            return self.evt_box if be < bt else self.tlm_box
+        if frame.u32_at(ev, 7) - frame.u32_at(tl, 7) <= REORDER_MAX:
             return self.evt_box
         return self.tlm_box
 
     def _drain(self):
         link = self.link
         while link.up:
+            if self.tlm_box.sent + self.evt_box.sent >= MAX_UNCONFIRMED:
+                return                  # wait for receipts (or the timeout's resend)
             box = self._pick()
             if box is None:
                 return
-            mv = box.peek()
+            mv = box.peek_unsent()
             kind = mv[1]
-            if not 1 <= kind <= 4:
-                box.pop()               # cannot happen with our own encoder; never wedge the queue
+            if not 1 <= kind <= 4:      # cannot happen with our own encoder; never wedge the queue
+                if box.sent:
+                    box.mark_sent()
+                else:
+                    box.pop()
                 continue
+            ahead = box.sent
+            popped = box.popped
             if not link.publish(link.topic_by_kind[kind], mv, kind == frame.KIND_STATUS):
                 return
-            box.pop()
+            if not self.receipts:
+                box.pop()
+            elif box.popped - popped <= ahead:
+                box.mark_sent()
+            # else: a receipt for an earlier copy of this very frame came during the publish and
+            # already forgot it
+
             self.frames_sent += 1
 
     def _maybe_reboot(self, now):
@@ -310,6 +431,9 @@ class Comms:
             cause = 0
         from firmware.version import FIRMWARE_VERSION
         return cls(dev, sec["key"], link, spill_dir=opts.get("spill_dir", "/outbox"),
+                   receipts=opts.get("receipts", True),
+                   receipt_timeout_ms=opts.get("receipt_timeout_ms", 30000),
+                   receipt_timeout_max_ms=opts.get("receipt_timeout_max_ms", 600000),
                    state_dir=opts.get("state_dir", "/comms"),
                    sample_every_ms=opts.get("sample_every_ms", 1000), batch_ms=opts.get("batch_ms", 10000),
                    timesync=ts, fw_version=FIRMWARE_VERSION, board_name=b.get("name", ""),

@@ -89,6 +89,7 @@ def test_mosquitto_conf_queues_more_than_the_default_and_locks_the_broker():
     assert conf["password_file"] and conf["acl_file"]
     acl = (DEPLOY / "mosquitto/acl").read_text()
     assert "pattern write bms/%u/up/#" in acl and "pattern read bms/%u/down/cmd" in acl
+    assert "pattern read bms/%u/down/receipt" in acl and "topic write bms/+/down/receipt" in acl
 
 
 def test_dockerfile_copies_what_exists_and_runs_a_real_subcommand():

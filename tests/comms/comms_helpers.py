@@ -1,4 +1,5 @@
-"""Shared pieces of the comms tests: a device with a key, a sample stream, a decoding subscriber."""
+"""Shared pieces of the comms tests: a device with a key, a sample stream, a decoding subscriber that
+answers with delivery receipts as the bridge does (the bridge itself is tested in tests/bridge)."""
 import threading
 import time
 
@@ -51,6 +52,9 @@ def make_link(broker, dev=DEV, password=None, **kw):
 def make_comms(tmp_path, link, dev=DEV, key=KEY, **kw):
     kw.setdefault("sample_every_ms", 1000)
     kw.setdefault("batch_ms", 5000)
+    # Simulated time runs far ahead of the real time a receipt takes to come back through the broker:
+    # only tests of the timeout itself shorten it (resends after a new session are unaffected).
+    kw.setdefault("receipt_timeout_ms", 600000)
     return Comms(dev, key, link, spill_dir=str(tmp_path / "outbox"), state_dir=str(tmp_path / "state"),
                  cell_count=4, temp_count=1, fw_version="0.1.0", board_name="sim4", **kw)
 
@@ -59,11 +63,38 @@ def wifi_instant():
     network.SIM.connect_delay_ms = 0
 
 
-class Subscriber:
-    """A paho client with a persistent session (QoS 1) that decodes every uplink frame of one device."""
+def settle(comms, sim_clock, budget_ms, timeout_s=10.0, period_ms=250):
+    """Poll (simulated period, real pauses) until the link is up and the outboxes are empty: receipts
+    come back in real time. True when so."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        comms.poll(budget_ms)
+        if comms.pending() == 0 and comms.link.up:
+            return True
+        sim_clock.advance_ms(period_ms)
+        time.sleep(0.02)
+    if comms.pending():
+        print("settle: not drained:", delivery_state(comms))
+    return comms.pending() == 0
 
-    def __init__(self, broker, dev=DEV, key=KEY, user="bridge", client_id="test-sub"):
+
+def delivery_state(comms):
+    """The delivery counters, for failure messages."""
+    t, e = comms.tlm_box, comms.evt_box
+    return {"link_up": comms.link.up, "sessions": comms.link.sessions, "sent": comms.frames_sent,
+            "confirmed": comms.frames_confirmed, "resends": comms.resends, "receipts": comms.receipts_in,
+            "bad_receipts": comms.bad_receipts, "tlm": (len(t), t.sent, t.flash_frames()),
+            "evt": (len(e), e.sent, e.flash_frames()), "inbox_dropped": comms.link.inbox_dropped}
+
+
+class Subscriber:
+    """A paho client with a persistent session (QoS 1) that decodes every uplink frame of one device
+    and, like the bridge once a frame is stored, publishes a signed receipt for it (receipts=True)."""
+
+    def __init__(self, broker, dev=DEV, key=KEY, user="bridge", client_id="test-sub", receipts=True):
         self.dev, self.key = dev, key
+        self.receipts = receipts
+        self.receipts_sent = 0
         self.lock = threading.Lock()
         self.frames = []          # decoded dicts, arrival order
         self.raw = []             # (topic, payload)
@@ -92,9 +123,15 @@ class Subscriber:
             if msg.payload == b"offline":
                 return
             try:
-                self.frames.append(frame.decode(bytes(msg.payload), self.dev, self.key))
+                d = frame.decode(bytes(msg.payload), self.dev, self.key)
             except frame.FrameError as e:
                 self.errors.append(e)
+                return
+            self.frames.append(d)
+        if self.receipts:    # the frame is "stored" (in self.frames): confirm it to the board
+            for r in frame.encode_receipts(self.dev, self.key, d["boot"], [d["seq"]]):
+                client.publish("bms/%s/down/receipt" % self.dev, r, qos=1)   # as the bridge
+            self.receipts_sent += 1
 
     def wait_for(self, pred, timeout_s=10.0):
         end = time.monotonic() + timeout_s

@@ -7,7 +7,8 @@ import network
 import pytest
 
 from firmware.comms import link as L
-from tests.comms.comms_helpers import (Subscriber, broker_users, make_comms, make_link, make_sample,
+from tests.comms.comms_helpers import (Subscriber, broker_users, make_comms, make_link, make_sample, settle,
+                                       delivery_state,
                                        step_sample, wifi_instant)
 
 # A poll may exceed its budget only by scheduling noise on a loaded 2-core machine; an unbounded
@@ -109,8 +110,10 @@ def test_broker_freezing_mid_session_keeps_polls_bounded_then_recovers(tmp_path,
     assert slow == [], slow
     timed_polls(comms, budget_ms, 1.5)
     comms.flush()
-    timed_polls(comms, budget_ms, 0.5)
-    assert comms.pending() == 0
+    end = _time.monotonic() + 10                  # receipts come back in real time
+    while comms.pending() and _time.monotonic() < end:
+        timed_polls(comms, budget_ms, 0.2)
+    assert comms.pending() == 0, delivery_state(comms)
     assert len(taken) >= 20
     assert sub.wait_for(lambda x: sorted(set(c for _, _, c in x.samples())) == taken, 10), \
         sorted(set(taken) - set(c for _, _, c in sub.samples()))
@@ -149,12 +152,16 @@ def test_ten_minute_wifi_outage_is_held_and_drained(tmp_path, sim_clock, mosquit
     cycles(4 * 40)                                # backoff is capped at 30 s: back within 40 s
     comms.flush()
     want = list(range(0, k, 4))
-    for _ in range(8):
-        comms.poll(150)
-        sim_clock.advance_ms(250)
-    assert lk.up and comms.pending() == 0
+    assert settle(comms, sim_clock, 150, 20)      # drained, and every frame confirmed by a receipt
+    assert lk.up
     assert sub.wait_for(lambda x: len(x.samples()) >= len(want), 20), (len(want), len(sub.samples()), sorted(set(want) - set(c for _, _, c in sub.samples()))[:20], comms.frames_sent, comms.tlm_box.dropped, comms.tlm_box.corrupt, comms.bad_samples)
-    got = [c for _, _, c in sub.samples()]
+    # A frame whose receipt was lost when the link dropped is sent again (same boot, seq): the bridge
+    # keeps the first copy. Counted once per (boot, seq), the stream is complete and in order.
+    seen, got = set(), []
+    for boot, seq, c in sub.samples():
+        if (boot, seq, c) not in seen:
+            seen.add((boot, seq, c))
+            got.append(c)
     assert got == want                            # in order, nothing lost, nothing doubled
     assert comms.tlm_box.dropped == 0
     sub.close()

@@ -4,7 +4,7 @@ import pytest
 
 from firmware.comms import frame
 from tests.comms.comms_helpers import (DEV, Subscriber, broker_users, make_comms, make_link, make_sample,
-                                       step_sample, wifi_instant)
+                                       settle, step_sample, wifi_instant)
 
 BUDGET_MS = 150   # socket timeout 50 ms: real-time waits on a loaded machine
 
@@ -32,10 +32,7 @@ def test_sample_stream_arrives_decoded_in_batches(tmp_path, sim_clock, mosquitto
         comms.poll(BUDGET_MS)
         sim_clock.advance_ms(250)
     comms.flush()
-    for _ in range(5):
-        comms.poll(BUDGET_MS)
-        sim_clock.advance_ms(250)
-    assert comms.pending() == 0
+    assert settle(comms, sim_clock, BUDGET_MS)       # every frame confirmed by a receipt
     want = list(range(0, n_cycles, 4))
     assert sub.wait_for(lambda x: len(x.samples()) >= len(want)), sub.samples()
     got = sub.samples()
@@ -57,11 +54,10 @@ def test_sample_stream_arrives_decoded_in_batches(tmp_path, sim_clock, mosquitto
 def test_status_is_retained_and_will_marks_offline(tmp_path, sim_clock, mosquitto_factory):
     wifi_instant()
     broker = mosquitto_factory(users=broker_users(), acl=True)
+    sub = Subscriber(broker)
     comms = make_comms(tmp_path, make_link(broker, keepalive_s=10))
-    for _ in range(3):
-        comms.poll(BUDGET_MS)
-        sim_clock.advance_ms(250)
-    assert comms.link.up and comms.pending() == 0
+    assert settle(comms, sim_clock, BUDGET_MS) and comms.link.up
+    sub.close()
     # A late subscriber gets the retained status frame.
     late = Subscriber(broker, client_id="late")
     assert late.wait_for(lambda x: any(r[0].endswith("/up/status") and r[2] for r in x.raw))
@@ -86,13 +82,10 @@ def test_device_cannot_publish_as_another(tmp_path, sim_clock, mosquitto_factory
 
 @pytest.mark.parametrize("how", ["kill", "stop", "pause_kill"])
 def test_broker_restart_mid_stream_loses_no_sample(tmp_path, sim_clock, mosquitto_factory, how):
-    """kill: SIGKILL between frames; stop: SIGTERM; pause_kill: the broker freezes (SIGSTOP) while
-    the board publishes, so publishes are in flight without PUBACK, and is then killed.
-
-    Before a kill the test waits until the subscriber holds every frame the broker acknowledged:
-    after its PUBACK a frame is the broker's responsibility, and mosquitto persists periodically,
-    so a SIGKILL within milliseconds of a PUBACK can lose that frame (seen here: 2 frames, docs/comms.md).
-    What the board still holds (unacknowledged or queued during the outage) must all arrive."""
+    """kill: SIGKILL right after the last PUBACK; stop: SIGTERM; pause_kill: the broker freezes
+    (SIGSTOP) while the board publishes, so publishes are in flight without PUBACK, and is then killed.
+    Frames the broker acknowledged but had not passed on when it died are sent again, because no
+    receipt named them (test_broker_crash_after_puback_* below makes that loss certain)."""
     wifi_instant()
     broker = mosquitto_factory(users=broker_users(), acl=True, persistence=True, autosave_interval_s=1,
                                extra_config=["autosave_on_changes true"])
@@ -109,7 +102,6 @@ def test_broker_restart_mid_stream_loses_no_sample(tmp_path, sim_clock, mosquitt
         broker.kill()
         first_outage = 100
     else:
-        assert sub.wait_for(lambda x: len(x.frames) >= sent)
         getattr(broker, how)()                         # SIGKILL (crash) or SIGTERM
         first_outage = 60
     run_cycles(comms, s, sim_clock, first_outage, 180 - first_outage)  # broker away: held on the board
@@ -118,12 +110,7 @@ def test_broker_restart_mid_stream_loses_no_sample(tmp_path, sim_clock, mosquitt
     assert sub.wait_for(lambda x: x.c.is_connected(), 10)
     run_cycles(comms, s, sim_clock, 180, 120)          # broker back: backlog drains
     comms.flush()
-    for _ in range(20):
-        comms.poll(BUDGET_MS)
-        sim_clock.advance_ms(250)
-        if comms.pending() == 0:
-            break
-    assert comms.pending() == 0
+    assert settle(comms, sim_clock, BUDGET_MS, 20)
     want = list(range(0, 300, 4))
     assert sub.wait_for(lambda x: set(c for _, _, c in x.samples()) >= set(want), 15), \
         sorted(set(want) - set(c for _, _, c in sub.samples()))
@@ -135,3 +122,44 @@ def test_broker_restart_mid_stream_loses_no_sample(tmp_path, sim_clock, mosquitt
     assert sorted(c for cs in per_frame for c in cs) == want
     assert comms.link.sessions >= 2 and comms.link.failures >= 1
     sub.close()
+
+
+@pytest.mark.parametrize("receipts", [True, False])
+def test_broker_crash_after_puback_loses_nothing_with_receipts(tmp_path, sim_clock, mosquitto_factory,
+                                                               receipts):
+    """The case QoS 1 alone cannot cover: the broker acknowledged frames (PUBACK), holds them for an
+    offline subscriber, and dies (SIGKILL) before it saved them (persistence on, no autosave yet).
+    With receipts the board still holds them and sends them again to the restarted broker; without
+    (receipts=False, pop at PUBACK) they are gone, which shows the test can see the loss."""
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True, persistence=True)
+    sub = Subscriber(broker)
+    comms = make_comms(tmp_path, make_link(broker), receipts=receipts)
+    s = make_sample()
+    run_cycles(comms, s, sim_clock, 0, 40)             # 10 s: delivered and confirmed
+    assert settle(comms, sim_clock, BUDGET_MS)
+    assert sub.wait_for(lambda x: len(x.samples()) >= 10)
+    sub.close()                                        # the bridge is away; its session stays
+    sent = comms.frames_sent
+    run_cycles(comms, s, sim_clock, 40, 40)            # 10 s more: PUBACKed, queued for the session
+    assert comms.frames_sent >= sent + 2
+    held = comms.pending()
+    assert held >= 2 if receipts else held == 0
+    broker.kill()                                      # crash: nothing saved since the start
+    broker.start()
+    sub2 = Subscriber(broker)
+    run_cycles(comms, s, sim_clock, 80, 40)
+    comms.flush()
+    assert settle(comms, sim_clock, BUDGET_MS, 20)
+    want = set(range(0, 120, 4))
+    got = set(c for _, _, c in sub.samples()) | set(c for _, _, c in sub2.samples())
+    if not receipts:   # settle() only waited for PUBACKs
+        assert sub2.wait_for(lambda x: 116 in set(c for _, _, c in x.samples()))
+        got |= set(c for _, _, c in sub2.samples())
+    if receipts:
+        assert got >= want, sorted(want - got)
+        assert comms.resends >= 1
+    else:
+        lost = want - got
+        assert lost and lost <= set(range(40, 80, 4)), sorted(lost)
+    sub2.close()

@@ -100,6 +100,8 @@ def assert_no_alloc(fn, *args):
         if after > depth0:
             _set_depth(depth0)
     if err is not None:
+        import sys
+        sys.print_exception(err)            # where it allocated (the traceback is static, no heap)
         raise AssertionError("%s allocated on the heap (MemoryError under micropython.heap_lock())" % _name(fn))
     if after != depth0 + 1:
         raise AssertionError("%s changed the heap lock depth (%d after, expected %d): a host stand-in "
@@ -169,8 +171,13 @@ _vm_time = None
 
 # An MQTT client for VM runs (the VM has no sockets; on a board umqtt.simple is frozen into the image):
 # a broker that acknowledges every publish at once, counts it, and hands queued downlink messages to
-# the callback on check_msg. Used by the live-heap phases and the benchmarks alike.
+# the callback on check_msg. With `receipt_key` set (the device key) it also plays the bridge: every
+# uplink frame published is named in a signed receipt delivered, as bytes topic and payload like the
+# real client's, on a later check_msg. Used by the live-heap phases and the benchmarks alike.
 _LOOPBACK_UMQTT = """
+RECEIPT_KEY = None         # set by the harness (bytes): clients made from then on send receipts
+
+
 class MQTTException(Exception):
     pass
 
@@ -183,6 +190,9 @@ class MQTTClient:
         self.published = 0
         self.bytes = 0
         self.pending = []
+        self.receipt_key = RECEIPT_KEY
+        self.receipts = 0
+        self._stored = []          # (receipt topic, boot, seq) published, not yet confirmed
 
     def set_last_will(self, topic, msg, retain=False, qos=0):
         pass
@@ -206,6 +216,20 @@ class MQTTClient:
         if self.pending:
             topic, msg = self.pending.pop(0)
             self.cb(topic, msg)
+        elif self._stored:
+            self._confirm()
+
+    def _confirm(self):
+        # Its own method: a comprehension closing over a local makes a cell at every call of the
+        # function that holds it, and check_msg must not allocate when nothing is waiting.
+        from firmware.comms import frame
+        topic, boot = self._stored[0][0], self._stored[0][1]
+        seqs = [s for t, b, s in self._stored if b == boot]
+        self._stored = [x for x in self._stored if x[1] != boot]
+        dev = topic.split(b"/")[1]
+        for r in frame.encode_receipts(dev, self.receipt_key, boot, seqs):
+            self.receipts += 1
+            self.cb(topic, r)
 
     def wait_msg(self):
         self.check_msg()
@@ -213,6 +237,10 @@ class MQTTClient:
     def publish(self, topic, msg, retain=False, qos=0):
         self.published += 1
         self.bytes += len(msg)
+        if self.receipt_key is not None and "/up/" in topic and len(msg) > 11:
+            boot = msg[3] | (msg[4] << 8) | (msg[5] << 16) | (msg[6] << 24)
+            seq = msg[7] | (msg[8] << 8) | (msg[9] << 16) | (msg[10] << 24)
+            self._stored.append((topic.split("/up/")[0].encode() + b"/down/receipt", boot, seq))
 """
 
 
