@@ -13,6 +13,7 @@ class Metrics:
         self.instance = instance
         self.frames_in = 0
         self.frames_stored = 0
+        self.receipts_sent = 0      # delivery receipts published to boards
         self.points_stored = 0
         self.rejected = {}          # reason -> count since start
         self.write_retries = 0
@@ -37,6 +38,7 @@ class Metrics:
         lat = sorted(self._lat)
         out = {"frames_in": self.frames_in, "frames_stored": self.frames_stored,
                "points_stored": self.points_stored, "rejected": sum(self.rejected.values()),
+               "receipts_sent": self.receipts_sent,
                "write_retries": self.write_retries, "queue_depth": self.queue_depth,
                "lag_ms": self.lag_ms, "writes": len(lat)}
         for reason, n in sorted(self.rejected.items()):

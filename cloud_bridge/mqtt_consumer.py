@@ -127,6 +127,11 @@ class MqttConsumer:
                                   int(time.time() * 1000), bool(msg.dup)))
 
     # --- called by the bridge thread ---
+    def publish(self, topic, payload, qos=1):
+        """Publish (downlink receipts). False when paho could not queue it (not connected): the board
+        then sends those frames again and they are confirmed on the next round."""
+        return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+
     def ack(self, msg):
         """Acknowledge one message. Skipped when the connection it came on is gone: the broker will
         send it again on the new connection (with a new packet id), and writing it again is harmless."""

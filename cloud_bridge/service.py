@@ -1,5 +1,10 @@
 """The bridge service: MQTT messages in, verified and mapped points out, acks only after the write.
 
+Delivery receipts (docs/comms.md "Delivery"): once a batch is durable, every board whose frames it held
+gets a signed receipt naming them (`bms/<device>/down/receipt`, QoS 1, coalesced to one per device per
+`receipt_interval_ms`); only then does the board forget them. Frames refused as replays are named too:
+they are copies of frames already stored (a resend), and naming them stops the resending.
+
 Three threads, each with one job: paho's network thread queues messages (mqtt_consumer); the main
 loop verifies, decodes and maps them into a batch and owns the registry and the reject store (SQLite
 connections stay in one thread); a writer thread writes one batch at a time to the database, with
@@ -26,6 +31,7 @@ from cloud_bridge.registry import Registry
 from cloud_bridge.rejects import RejectStore
 from cloud_bridge.verify import Verifier
 from cloud_bridge.writer import Batcher, Stopped, make_writer
+from firmware.comms import frame as _frame
 
 DRAIN_MAX = 500        # messages handled between two checks of the flush deadline
 SILENCE_SWEEP_S = 5.0  # how often boards that went quiet are looked for
@@ -37,14 +43,15 @@ def _now_ms():
 
 class _Job:
     """One batch on its way to the database and back."""
-    __slots__ = ("entries", "acks", "seen", "status", "windows", "results", "stopped", "t0")
+    __slots__ = ("entries", "acks", "seen", "status", "windows", "named", "results", "stopped", "t0")
 
-    def __init__(self, entries, acks, seen, status, windows):
+    def __init__(self, entries, acks, seen, status, windows, named):
         self.entries = entries
         self.acks = acks
         self.seen = seen
         self.status = status
         self.windows = windows
+        self.named = named        # device -> {boot: [seq]} to name in receipts once written
         self.results = None
         self.stopped = False
         self.t0 = time.monotonic()
@@ -70,6 +77,9 @@ class Bridge:
         self._acks = []          # messages of the batch being built, in receive order
         self._seen = {}          # device -> bridge ms of the newest accepted message
         self._status = []        # (device, online, source, ms, fw, config_hash) for the registry
+        self._named = {}         # device -> {boot: [seq]}: frames of the batch being built
+        self._to_confirm = {}    # device -> {boot: set(seq)}: durable, receipt not yet sent
+        self._last_receipt = {}  # device -> monotonic s of its last receipt
         self._newest_ms = None   # device time of the newest sample mapped (lag metric)
         self._jobs = queue.Queue(maxsize=1)
         self._done = queue.Queue()
@@ -107,6 +117,7 @@ class Bridge:
         finally:
             self._jobs.put(None)
             self._writer_thread.join(30)
+            self._send_receipts(force=True)
             unacked = self._unwritten + self._unacked()
             if unacked:
                 self.log.warning("stopped with unwritten messages; the broker keeps them",
@@ -149,6 +160,7 @@ class Bridge:
                 # writer as soon as the last is written, before that one's bookkeeping (registry and
                 # window commits, acks), so the database never waits for our SQLite commits.
                 self._wait_inflight(dispatch_next=True)
+        self._send_receipts()
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + SILENCE_SWEEP_S
@@ -166,6 +178,8 @@ class Bridge:
         self._acks.append(msg)
         try:
             v = self.verifier.check(msg.topic, msg.payload, msg.recv_ms)
+            if v.seq is not None and self.s.bridge.receipts:
+                self._named.setdefault(v.device, {}).setdefault(v.boot, []).append(v.seq)
             if v.reason is not None:
                 self._reject(v.reason, msg, v.device, v.detail)
                 return
@@ -200,8 +214,8 @@ class Bridge:
     # --- batches: dispatch to the writer thread, complete when written ---
     def _dispatch(self):
         job = _Job(self.batcher.take(), self._acks, self._seen, self._status,
-                   self.verifier.take_pending())
-        self._acks, self._seen, self._status = [], {}, []
+                   self.verifier.take_pending(), self._named)
+        self._acks, self._seen, self._status, self._named = [], {}, [], {}
         self._inflight = job
         self._jobs.put(job)
 
@@ -277,8 +291,37 @@ class Bridge:
             self.registry.set_status(device, online, source, t_ms, fw, ch)
         for msg in job.acks:
             self.consumer.ack(msg)
+        for device, boots in job.named.items():
+            pending = self._to_confirm.setdefault(device, {})
+            for boot, seqs in boots.items():
+                pending.setdefault(boot, set()).update(seqs)
+        self._send_receipts()
         self.log.debug("batch done", extra={"messages": len(job.acks), "stored": stored,
                                             "ms": round((time.monotonic() - job.t0) * 1000, 2)})
+
+    # --- delivery receipts ---
+    def _send_receipts(self, force=False):
+        """Receipts for durable frames, at most one per device per receipt_interval_ms unless force."""
+        if not self._to_confirm:
+            return
+        now = time.monotonic()
+        gap = self.s.bridge.receipt_interval_ms / 1000.0
+        root = self.s.mqtt.topic_root
+        for device in list(self._to_confirm):
+            if not force and now - self._last_receipt.get(device, -1e9) < gap:
+                continue
+            boots = self._to_confirm.pop(device)
+            entry = self.verifier.key_entry(device)
+            if entry is None:
+                continue                 # removed from the registry meanwhile: nobody to confirm to
+            topic = "%s/%s/down/receipt" % (root, device)
+            for boot, seqs in boots.items():
+                for payload in _frame.encode_receipts(device, entry[0], boot, seqs):
+                    self.consumer.publish(topic, payload)
+                    self.metrics.receipts_sent += 1
+            self._last_receipt[device] = now
+        if len(self._last_receipt) > 100000:    # bound memory against floods of made-up ids
+            self._last_receipt.clear()
 
     # --- housekeeping ---
     def _sweep_silent(self):

@@ -97,6 +97,10 @@ class BridgeSettings:
     instance: str = ""                     # "" = host:pid
     replay_window: int = field(default=64, metadata=_ck(_rng(1, 64)))
     offline_after_s: int = field(default=300, metadata=_ck(_rng(1, 10000000)))
+    # Delivery receipts to the boards (docs/comms.md "Delivery"): on, a board keeps each frame until a
+    # receipt names it; at most one receipt per device per receipt_interval_ms (coalesced).
+    receipts: bool = True
+    receipt_interval_ms: int = field(default=500, metadata=_ck(_rng(0, 60000)))
     metrics_interval_s: float = field(default=10.0, metadata=_ck(_rng(0.1, 86400)))
     log_level: str = field(default="INFO", metadata=_ck(_choice("DEBUG", "INFO", "WARNING", "ERROR")))
 

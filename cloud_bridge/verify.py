@@ -124,6 +124,10 @@ class Verifier:
             self._keys.clear()
         return entry
 
+    def key_entry(self, device):
+        """(key, tags) of a registered device, or None (cached like check()'s lookups)."""
+        return self._lookup(device)
+
     def check(self, topic, payload, recv_ms):
         parsed = self.parse_topic(topic)
         if parsed is None:

@@ -211,3 +211,92 @@ def test_two_instances_share_the_load_and_store_each_frame_once(tmp_path, broker
     assert m1["frames_stored"] + m2["frames_stored"] == 400
     assert m1["rejected"] + m2["rejected"] == 0
     assert count(influxdb1) == 2000
+
+
+def test_receipts_name_stored_frames_only_after_they_are_queryable(tmp_path, broker, influxdb1):
+    """Every frame whose tag verified is named in a signed receipt to its board, replays included
+    (they are resends of stored frames), never a forged one, and never before its points are in
+    the database: when a receipt arrives, every seq it names can be queried."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from firmware.comms import frame
+
+    br = BridgeProc(tmp_path, broker, influxdb1.url)
+    register(br, DEV)
+    br.start()
+    got, early, lock = [], [], threading.Lock()
+
+    def on_receipt(client, userdata, msg):
+        boot, seqs = frame.receipt_seqs(msg.payload, DEV, KEY)      # raises on a bad tag
+        stored = {r["seq"] for r in influxdb1.select("bms", "SELECT seq, stack_mv FROM pack")}
+        with lock:
+            got.append((boot, seqs))
+            early.extend(s for s in seqs if s not in stored)
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="rcpt-" + DEV, protocol=mqtt.MQTTv5)
+    sub.username_pw_set(DEV, DEVICE_PASSWORDS[DEV])
+    sub.on_message = on_receipt
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("bms/%s/down/receipt" % DEV, qos=1)
+    sub.loop_start()
+    b = Board(DEV, cells=16, temps=3)
+    tlm = [b.telemetry(10) for _ in range(12)]
+    forged = bytearray(b.telemetry(10))
+    forged[-1] ^= 1
+    pub = Publisher(broker, DEV, DEVICE_PASSWORDS[DEV])
+    pub.publish_all([(TOPIC + "telemetry", f) for f in tlm] + [(TOPIC + "telemetry", bytes(forged))])
+    want = {frame.peek_header(f)["seq"] for f in tlm}
+    wait_until(lambda: {s for _, ss in list(got) for s in ss} >= want, 30, "receipts for every frame")
+    forged_seq = frame.peek_header(bytes(forged))["seq"]
+    named = [s for _, ss in got for s in ss]
+    assert forged_seq not in named
+    assert all(boot == 1 for boot, _ in got)
+    assert early == []
+    # a resend of a stored frame (refused as a replay) is named again, so the board forgets it
+    pub.publish_all([(TOPIC + "telemetry", tlm[3])])
+    wait_until(lambda: [s for _, ss in list(got) for s in ss].count(frame.peek_header(tlm[3])["seq"]) == 2,
+               10, "the resend confirmed too")
+    pub.close()
+    sub.loop_stop()
+    assert br.stop() == 0
+    assert br.last_metrics()["receipts_sent"] == len(got)
+
+
+def test_firmware_board_forgets_frames_only_through_the_bridge(tmp_path, broker, influxdb1, sim_clock):
+    """The firmware's Comms on a real link: every frame it made is stored, and each left its outbox
+    because the bridge's receipt named it (not at PUBACK)."""
+    import network
+
+    from firmware.comms.link import Link
+    from firmware.comms.service import Comms
+    from firmware.sample import Sample
+
+    br = BridgeProc(tmp_path, broker, influxdb1.url)
+    register(br, DEV)
+    br.start()
+    network.SIM.connect_delay_ms = 0
+    link = Link(DEV, "ap", "k", broker.host, port=broker.port, user=DEV, password=DEVICE_PASSWORDS[DEV],
+                backoff_min_ms=200, backoff_max_ms=2000)
+    comms = Comms(DEV, KEY, link, spill_dir=str(tmp_path / "ob"), state_dir=str(tmp_path / "st"),
+                  sample_every_ms=1000, batch_ms=5000, cell_count=4, temp_count=1,
+                  receipt_timeout_ms=600000)
+    s = Sample(4, 1)
+    for i in range(4):
+        s.cell_mv[i] = 3300
+    s.stack_mv = s.pack_mv = 13200
+    import time as t
+    for k in range(120):              # 30 s simulated: 30 samples in 6 frames, plus the status frame
+        s.t_ms = t.ticks_ms()
+        s.current_ma = k
+        comms.offer_sample(s)
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    comms.flush()
+    wait_until(lambda: (comms.poll(150), comms.pending() == 0)[1], 30, "every frame confirmed")
+    assert comms.frames_confirmed == comms.seq          # every frame of this boot, status included
+    assert comms.resends == 0 and comms.bad_receipts == 0
+    assert count(influxdb1) == comms.samples == 30
+    assert br.stop() == 0
