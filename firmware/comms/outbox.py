@@ -132,7 +132,11 @@ class Outbox:
     def peek_unsent(self):
         """The first frame after the `sent` ones (memoryview, valid until the next pop/push), or None
         when there is none or it lies beyond the loaded segment."""
-        i = self.sent
+        return self.peek_at(self.sent)
+
+    def peek_at(self, i):
+        """Frame i from the head (0 = peek()), or None when there is none or it lies beyond the
+        loaded segment (only the oldest segment and then the RAM ring can be read ahead)."""
         if self._spilled_frames and self._load_oldest():
             if i < self._seg_left:
                 pos = self._seg_pos

@@ -82,8 +82,13 @@ class Comms:
         self.receipts = receipts
         self.receipt_timeout_ms = receipt_timeout_ms
         self.receipt_timeout_max_ms = receipt_timeout_max_ms
-        self._rcpt_wait_ms = receipt_timeout_ms  # current timeout (doubles while receipts stay away)
-        self._rcpt_t = time.ticks_ms()           # last receipt progress, or last time nothing waited
+        # Per outbox (telemetry, events): a head that no receipt names is sent again after the timeout
+        # even while the other outbox's frames are confirmed. The timeout doubles while receipts stay
+        # away (a bridge that is down), and starts again at receipt_timeout_ms on progress.
+        self._boxes = (self.tlm_box, self.evt_box)
+        t = time.ticks_ms()
+        self._rcpt_t = [t, t]                    # last head confirmed, or last time nothing waited
+        self._rcpt_wait_ms = [receipt_timeout_ms, receipt_timeout_ms]
         link.on_receipt = self._receipt
         # seqs a receipt named that were not at an outbox head yet: slot seq & 63 holds the seq itself,
         # so an old entry never matches another frame (a collision only costs a resend)
@@ -103,6 +108,7 @@ class Comms:
         self.frames_sent = 0             # publishes acknowledged by the broker (resends included)
         self.frames_confirmed = 0        # frames the bridge's receipts named (left the outbox)
         self.resends = 0                 # times unconfirmed frames were rewound for publishing again
+        self.fast_resends = 0            # of which because a later frame was confirmed before the head
         self.receipts_in = 0
         self.bad_receipts = 0            # receipts that failed verification (ignored)
         self.stray_downlink = 0          # downlink messages on topics we do not serve (ignored)
@@ -269,7 +275,7 @@ class Comms:
             self._conf_boot = boot
         # Only seqs from the oldest held frame on can still be in an outbox, and only 64 of them fit.
         lo = -1
-        for box in (self.tlm_box, self.evt_box):
+        for box in self._boxes:
             mv = box.peek()
             if mv is not None and frame.u32_at(mv, 3) == boot:
                 s = frame.u32_at(mv, 7)
@@ -289,8 +295,9 @@ class Comms:
                 end = hi
             for s in range(first, end):
                 conf[s & 63] = s
-        done = 0
-        for box in (self.tlm_box, self.evt_box):
+        for i in range(2):
+            box = self._boxes[i]
+            done = 0
             while True:
                 mv = box.peek()
                 if mv is None or frame.u32_at(mv, 3) != boot:
@@ -300,25 +307,44 @@ class Comms:
                     break
                 box.pop()
                 done += 1
-        if done:
-            self.frames_confirmed += done
-            self._rcpt_t = time.ticks_ms()
-            self._rcpt_wait_ms = self.receipt_timeout_ms
+            if done:
+                self.frames_confirmed += done
+                self._rcpt_t[i] = time.ticks_ms()
+                self._rcpt_wait_ms[i] = self.receipt_timeout_ms
+            # A frame sent after the head is confirmed but the head is not: the bridge handles frames
+            # in the order they arrive, so the head was lost on the way (a broker that acknowledged it
+            # and died, a subscription missing after a broker restart): send again now.
+            for j in range(1, box.sent):
+                mv = box.peek_at(j)
+                if mv is None:
+                    break
+                s = frame.u32_at(mv, 7)
+                if conf[s & 63] == s and frame.u32_at(mv, 3) == boot:
+                    box.rewind()
+                    self.resends += 1
+                    self.fast_resends += 1
+                    self._rcpt_t[i] = time.ticks_ms()
+                    break
 
     def _receipt_timer(self, now):
-        if not (self.tlm_box.sent or self.evt_box.sent):
-            self._rcpt_t = now
-        elif time.ticks_diff(now, self._rcpt_t) >= self._rcpt_wait_ms and self.link.up:
-            self._rewind(now)
-            w = self._rcpt_wait_ms * 2
-            self._rcpt_wait_ms = w if w < self.receipt_timeout_max_ms else self.receipt_timeout_max_ms
+        for i in range(2):
+            box = self._boxes[i]
+            if not box.sent:
+                self._rcpt_t[i] = now
+            elif time.ticks_diff(now, self._rcpt_t[i]) >= self._rcpt_wait_ms[i] and self.link.up:
+                box.rewind()
+                self.resends += 1
+                self._rcpt_t[i] = now
+                w = self._rcpt_wait_ms[i] * 2
+                self._rcpt_wait_ms[i] = w if w < self.receipt_timeout_max_ms else self.receipt_timeout_max_ms
 
     def _rewind(self, now):
-        if self.tlm_box.sent or self.evt_box.sent:
-            self.resends += 1
-        self.tlm_box.rewind()
-        self.evt_box.rewind()
-        self._rcpt_t = now
+        """A new session: send again everything not confirmed, in both outboxes."""
+        for i in range(2):
+            if self._boxes[i].sent:
+                self.resends += 1
+            self._boxes[i].rewind()
+            self._rcpt_t[i] = now
 
     # ---------------------------------------------------------------- draining the outboxes
     def _pick(self):

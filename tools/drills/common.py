@@ -244,14 +244,20 @@ class SimDevice:
         dev = SimDevice(rig, folder, "bms-0001"); dev.cycles(40); dev.drain(); dev.sent_keys()
     """
 
+    # While frames wait for the bridge's receipt, simulated time runs at most this many times faster
+    # than real time: the receipt takes real time (broker, bridge, database), and the board's resend
+    # timeout (the firmware's default, 30 s) is simulated time. Otherwise cycles run as fast as they can.
+    PACED_SPEED = 20
+
     def __init__(self, rig, folder, dev, sample_every_ms=1000, batch_ms=10000, budget_ms=150,
-                 period_ms=250, **link_kw):
+                 period_ms=250, receipt_timeout_ms=30000, **link_kw):
         import pathlib
         self.dev = dev
         comms_helpers.wifi_instant()
         self.link = comms_helpers.make_link(rig.broker, dev=dev, password=device_password(dev), **link_kw)
         self.comms = comms_helpers.make_comms(pathlib.Path(folder) / dev, self.link, dev=dev,
-                                              sample_every_ms=sample_every_ms, batch_ms=batch_ms)
+                                              sample_every_ms=sample_every_ms, batch_ms=batch_ms,
+                                              receipt_timeout_ms=receipt_timeout_ms)
         self.budget_ms = budget_ms
         self.period_ms = period_ms
         self.s = comms_helpers.make_sample()
@@ -272,15 +278,24 @@ class SimDevice:
             p = c.pending()
             if p > self.max_pending:
                 self.max_pending = p
+            self._pace()
             CLOCK.advance_ms(self.period_ms)
 
-    def drain(self, max_cycles=400):
-        """Close the open batch and poll until the outboxes are empty (bounded); True when empty."""
+    def _pace(self):
+        c = self.comms
+        if self.link.up and (c.tlm_box.sent or c.evt_box.sent):
+            time.sleep(self.period_ms / 1000.0 / self.PACED_SPEED)
+
+    def drain(self, timeout_s=60.0):
+        """Close the open batch and poll until the outboxes are empty, every frame confirmed by a
+        receipt (bounded in real time); True when empty."""
         self.comms.flush()
-        for _ in range(max_cycles):
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
             if self.comms.pending() == 0:
                 return True
             self.comms.poll(self.budget_ms)
+            self._pace()
             CLOCK.advance_ms(self.period_ms)
         return self.comms.pending() == 0
 
