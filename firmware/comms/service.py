@@ -349,20 +349,31 @@ class Comms:
     # ---------------------------------------------------------------- draining the outboxes
     def _pick(self):
         """The outbox whose next unsent frame goes next: (boot, seq) order, events may overtake
-        REORDER_MAX frames."""
+        REORDER_MAX frames, and no frame goes more than REORDER_MAX seqs ahead of the other outbox's
+        oldest unconfirmed frame (its resend must stay inside the bridge's replay window)."""
         ev = self.evt_box.peek_unsent()
         tl = self.tlm_box.peek_unsent()
-        if ev is None:
-            return None if tl is None else self.tlm_box
-        if tl is None:
-            return self.evt_box
-        be = frame.u32_at(ev, 3)
-        bt = frame.u32_at(tl, 3)
-        if be != bt:
-            return self.evt_box if be < bt else self.tlm_box
-        if frame.u32_at(ev, 7) - frame.u32_at(tl, 7) <= REORDER_MAX:
-            return self.evt_box
-        return self.tlm_box
+        if ev is None and tl is None:
+            return None
+        if ev is not None and tl is not None:
+            be = frame.u32_at(ev, 3)
+            bt = frame.u32_at(tl, 3)
+            if be != bt:
+                box = self.evt_box if be < bt else self.tlm_box
+            elif frame.u32_at(ev, 7) - frame.u32_at(tl, 7) <= REORDER_MAX:
+                box = self.evt_box
+            else:
+                box = self.tlm_box
+        else:
+            box = self.evt_box if tl is None else self.tlm_box
+        mv = ev if box is self.evt_box else tl
+        other = self.tlm_box.peek() if box is self.evt_box else self.evt_box.peek()
+        if other is not None:
+            bo = frame.u32_at(other, 3)
+            b = frame.u32_at(mv, 3)
+            if b > bo or (b == bo and frame.u32_at(mv, 7) - frame.u32_at(other, 7) > REORDER_MAX):
+                return None              # wait until the other outbox's head is confirmed
+        return box
 
     def _drain(self):
         link = self.link
