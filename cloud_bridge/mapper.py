@@ -12,6 +12,8 @@ Samples (pack/cell/temp) are stamped on the exact millisecond. Events, acks and 
 sub-millisecond discriminator `(seq % 1000) * 1000 + index` nanoseconds, so two events of one device in
 the same millisecond never overwrite each other while a redelivery still lands on the same instant.
 """
+from operator import itemgetter
+
 from firmware.comms import frame as _frame
 
 TEMP_INVALID_DC = -32768   # firmware/sample.py: a thermistor the chip cannot read
@@ -231,6 +233,7 @@ def _prefixes(tags):
 
 _PACK_ALL = frozenset(_PACK_INT)
 _PACK_FMT = ",".join("%s=%%di" % n for n in _PACK_INT)
+_pack_values = itemgetter(*_PACK_INT)     # the tuple of a sample's _PACK_INT values, in that order
 _cell_vals = {}      # mv -> "<mv>i,v=<mv/1000>": cells repeat a few hundred values, repr(float) is dear
 _temp_vals = {}      # dc -> "<dc>i,degc=<dc/10>" (or "<dc>i" for an unreadable thermistor)
 _BAL = (",balancing=0i ", ",balancing=1i ")
@@ -267,7 +270,7 @@ def telemetry_lines(d, tags, anchor_ms=None):
         t_ns = _time_ms(s, anchor_ms) * NS_PER_MS
         if _PACK_ALL.issubset(s):
             # %d formats an int (or bool, or float) exactly as "%d" % int(x) does
-            fs = [_PACK_FMT % tuple([s[n] for n in _PACK_INT])]
+            fs = [_PACK_FMT % _pack_values(s)]
         else:
             fs = ["%s=%di" % (name, int(s[name])) for name in _PACK_INT if name in s]
         cells = s.get("cell_mv") or []
@@ -286,16 +289,17 @@ def telemetry_lines(d, tags, anchor_ms=None):
         if "soh_cpct" in s:
             fs.append("soh_pct=%r" % (s["soh_cpct"] / 100.0))
         fs.append(tail)
-        t_str = str(t_ns)
-        append(pack_prefix + ",".join(fs) + " " + t_str)
+        t_str = " " + str(t_ns)
+        append(pack_prefix + ",".join(fs) + t_str)
         mask = s.get("balance_mask", 0)
+        bal = (_BAL[0] + t_str[1:], _BAL[1] + t_str[1:])
         for i, mv in enumerate(cells):
             v = cell_vals.get(mv)      # equal keys (3300, 3300.0, True/1) give equal strings
             if v is None:
                 v = _cell_val(mv)
-            append(cell_prefix[i] + v + _BAL[(mask >> i) & 1] + t_str)
+            append(cell_prefix[i] + v + bal[(mask >> i) & 1])
         for j, dc in enumerate(s.get("temp_dc") or []):
-            append(temp_prefix[j] + _temp_val(dc) + " " + t_str)
+            append(temp_prefix[j] + _temp_val(dc) + t_str)
     return out
 
 

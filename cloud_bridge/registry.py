@@ -294,25 +294,44 @@ class Registry:
         return (row[0], row[1], row[2] & _U64)      # stored as a signed 64-bit INTEGER
 
     def save_windows(self, windows, merge=None):
-        """windows: {device_id: (boot, high_seq, mask)}; one transaction.
+        """windows: {device_id: (boot, high_seq, mask)}; one transaction. Returns {device_id: window}
+        as stored.
 
         merge(stored, new) -> window combines with what another bridge instance may have stored
         meanwhile (cloud_bridge.verify.merge_window); without it the new window replaces the old.
         """
         if not windows:
-            return
+            return {}
         with self._tx():
             if merge is not None:
+                stored = self._load_windows(list(windows))
                 merged = {}
                 for d, w in windows.items():
-                    stored = self.load_window(d)
-                    merged[d] = merge(stored, w) if stored else w
+                    old = stored.get(d)
+                    merged[d] = merge(old, w) if old else w
                 windows = merged
             self._db.executemany(
                 "INSERT INTO replay(device_id, boot, high_seq, mask) VALUES(?,?,?,?)"
                 " ON CONFLICT(device_id) DO UPDATE SET boot=excluded.boot,"
                 " high_seq=excluded.high_seq, mask=excluded.mask",
                 [(d, b, h, m - (1 << 64) if m > _I64_MAX else m) for d, (b, h, m) in windows.items()])
+        return windows
+
+    def _load_windows(self, device_ids, chunk=500):
+        """{device_id: window} of those that have one (as load_window), in few queries."""
+        out = {}
+        for i in range(0, len(device_ids), chunk):
+            part = device_ids[i:i + chunk]
+            for d, b, h, m in self._db.execute(
+                    "SELECT device_id, boot, high_seq, mask FROM replay WHERE device_id IN (%s)"
+                    % ",".join("?" * len(part)), part):
+                out[d] = (b, h, m & _U64)
+        return out
+
+    def data_version(self):
+        """SQLite's PRAGMA data_version: changes when another connection committed to the file
+        (another bridge instance, the CLI), not on this connection's own commits."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def anchor(self, device_id, boot, candidate_ms):
         """Unix ms at uptime 0 of (device, boot): the stored one, else candidate_ms (then stored)."""

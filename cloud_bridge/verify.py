@@ -14,6 +14,22 @@ in memory at check time and is stored in the registry only by `commit()`, called
 that batch was confirmed: if the bridge dies first, the broker redelivers and the frames are accepted again (and
 overwrite themselves, see docs/influx-schema.md).
 
+The stored windows are cached in memory, so a message costs no registry read: a commit writes the
+cache through (with the window as stored, merged with what another instance stored meanwhile), and the
+cache is dropped whenever another connection has written the registry file (SQLite's
+`PRAGMA data_version`), looked at no more often than every WINDOW_REFRESH_S. Within one instance the
+window is therefore exactly what it was without the cache: every frame this instance accepted is in the
+cache, in a pending or in-flight window, or stored (a dropped cache is re-read from the registry, which
+holds all committed windows). Between two instances of one share group (DESIGN.md decision 11) a frame
+accepted by the other one is seen here once the other has written it and committed its window, as
+before, plus at most WINDOW_REFRESH_S; a copy that arrives here within that gap is accepted a second
+time, which stores the same points again (same series and timestamps: they overwrite themselves) and
+names the frame in a receipt, exactly as a copy arriving while the other's write is in flight always was.
+
+Keys: the verifier keeps an `auth.Authenticator` per device (keyed once, per key) instead of the key
+bytes: `key_entry()` returns it in place of the key, which the codec's functions accept wherever they
+take a key.
+
 Last will: the board's link sets a last will on `bms/<device>/up/status` with the plain payload
 `WILL_PAYLOAD` (b"offline", retained). It carries no tag (the broker publishes it when the board is gone,
 and a constant signed payload would be replayable anyway); the broker's ACL, which lets only the device
@@ -21,6 +37,7 @@ itself publish under its id, is what makes it trustworthy.
 """
 import time
 
+from firmware.comms import auth as _auth
 from firmware.comms import frame as _frame
 
 WILL_PAYLOAD = b"offline"
@@ -28,6 +45,8 @@ KIND_BY_TOPIC = {"telemetry": _frame.KIND_TELEMETRY, "event": _frame.KIND_EVENT,
                  "status": _frame.KIND_STATUS, "ack": _frame.KIND_ACK}
 _WINDOW_FULL = (1 << 64) - 1
 KEY_CACHE_S = 5.0   # a new device or a rotated key is picked up within this time
+WINDOW_REFRESH_S = 0.05   # how often the registry is asked whether another connection changed it
+_CACHE_MAX = 100000       # entries per cache, bound against floods of made-up ids
 
 
 # --- the sequence window: (boot, high_seq, mask), bit i of mask = high_seq - i accepted ---
@@ -101,7 +120,10 @@ class Verifier:
         self.root = topic_root
         self.window = window
         self._clock = clock
-        self._keys = {}        # device -> (expires, (key, tags) or None)
+        self._keys = {}        # device -> (expires, (Authenticator, tags) or None, key bytes)
+        self._windows = {}     # device -> stored window (or None) as last read or committed
+        self._data_version = registry.data_version()
+        self._next_refresh = clock() + WINDOW_REFRESH_S
         self._pending = {}     # device -> window accepted in memory, batch being built
         self._inflight = []    # windows of batches handed to the writer, not yet confirmed
         self._anchors = {}     # (device, boot) -> Unix ms at uptime 0
@@ -119,13 +141,44 @@ class Verifier:
         if hit is not None and hit[0] > now:
             return hit[1]
         entry = self.registry.key(device)
-        self._keys[device] = (now + KEY_CACHE_S, entry)
-        if len(self._keys) > 100000:   # bound memory against floods of made-up ids
+        key = None
+        if entry is not None:
+            key, tags = entry
+            if hit is not None and hit[2] == key:
+                entry = hit[1]                      # same key: keep its Authenticator
+            else:
+                try:
+                    entry = (_auth.Authenticator(key), tags)
+                except ValueError:
+                    pass    # an unusable stored key: decode() raises on it as it always did
+        if len(self._keys) >= _CACHE_MAX:
             self._keys.clear()
+        self._keys[device] = (now + KEY_CACHE_S, entry, key)
         return entry
 
+    def _stored_window(self, device):
+        """The device's committed window: from the cache, or from the registry when another
+        connection may have changed it (see the module's docstring)."""
+        now = self._clock()
+        if now >= self._next_refresh:
+            self._next_refresh = now + WINDOW_REFRESH_S
+            version = self.registry.data_version()
+            if version != self._data_version:
+                self._data_version = version
+                self._windows.clear()
+        try:
+            return self._windows[device]
+        except KeyError:
+            pass
+        win = self.registry.load_window(device)
+        if len(self._windows) >= _CACHE_MAX:
+            self._windows.clear()
+        self._windows[device] = win
+        return win
+
     def key_entry(self, device):
-        """(key, tags) of a registered device, or None (cached like check()'s lookups)."""
+        """(key, tags) of a registered device, or None (cached like check()'s lookups). The key is an
+        auth.Authenticator for it (what frame.encode_receipts and the other codec functions take)."""
         return self._lookup(device)
 
     def check(self, topic, payload, recv_ms):
@@ -147,7 +200,7 @@ class Verifier:
             return Verdict("kind", "frame kind %d on topic %s" % (d["kind"], kind_name), device=device,
                            topic_kind=kind_name)
         boot, seq = d["boot"], d["seq"]
-        win = merge_window(self.registry.load_window(device), self._pending.get(device))
+        win = merge_window(self._stored_window(device), self._pending.get(device))
         for w in self._inflight:
             win = merge_window(win, w.get(device))
         why = window_check(win, boot, seq, self.window)
@@ -179,7 +232,10 @@ class Verifier:
         if windows is None:
             windows = self.take_pending()
         if windows:
-            self.registry.save_windows(windows, merge=merge_window)
+            stored = self.registry.save_windows(windows, merge=merge_window)
+            if len(self._windows) + len(stored) > _CACHE_MAX:
+                self._windows.clear()
+            self._windows.update(stored)        # write-through: what the registry now holds
         self.forget(windows)
 
     def forget(self, windows):

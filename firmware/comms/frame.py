@@ -675,10 +675,42 @@ def decode(b, device_id, key):
     return d
 
 
-_WORDS = ("safety_alert", "safety_status", "pf_status", "battery_status", "alarm_status",
-          "fet_status", "balance_mask", "faults")
-_SCALARS = ("stack_mv", "pack_mv", "ld_mv", "current_ma")
-_SCALARS2 = ("int_temp_dc", "soc_cpct", "soh_cpct", "state")
+# Zig-zag value of every one-byte varint (0..127): nearly every delta of a sample fits in one byte.
+# Made on the first telemetry decode (the bridge's), so the board, which never decodes telemetry,
+# does not keep it in RAM.
+_zz = None
+
+
+def _uv_tail(b, pos, v):
+    """The rest of an unsigned varint whose first byte (>= 0x80) was v: (value, position after it).
+    Reading past the end of b raises IndexError (the caller's body ends where b ends)."""
+    v &= 0x7F
+    shift = 7
+    for _ in range(4):
+        c = b[pos]
+        pos += 1
+        v |= (c & 0x7F) << shift
+        if c < 0x80:
+            return v, pos
+        shift += 7
+    raise Malformed("varint longer than 5 bytes")
+
+
+def _svs(b, pos, n, out):
+    """Append n signed varints read from b at pos to out; return the position after them."""
+    global _zz
+    zz = _zz
+    if zz is None:
+        zz = _zz = tuple([(c >> 1) ^ -(c & 1) for c in range(128)])
+    for _ in range(n):
+        c = b[pos]
+        pos += 1
+        if c < 0x80:
+            out.append(zz[c])
+        else:
+            c, pos = _uv_tail(b, pos, c)
+            out.append((c >> 1) ^ -(c & 1))
+    return pos
 
 
 def _telemetry(r, d):
@@ -691,43 +723,60 @@ def _telemetry(r, d):
     d["temp_count"] = nt
     t_up = d["uptime_ms"]
     t_unix = d["unix_ms"]
-    prev = None
+    # The body is read inline (the same fields in the same order as _Reader would, with the same
+    # errors): the body cut at its end, so a field running past it raises IndexError.
+    b = r.b[:r.endpos]
+    pos = r.pos
+    nv = 9 + nc + nt                 # signed varints per sample: dt, cells, 4 scalars, temps, 4 scalars
+    c0 = 1 + nc                      # where the scalars start in them
+    t0 = c0 + 4                      # where the temperatures start
+    p = [0] * 8                      # previous sample's stack, pack, ld, current, int_temp, soc, soh, state
+    w = [0] * 8                      # previous sample's status words, bit order of the `changed` byte
+    pc = None                        # previous sample's cells
+    pt = [0] * nt                    # previous sample's temperatures
     samples = []
-    for k in range(n):
-        s = {}
-        dt = r.sv()
-        t_up += dt
-        s["dt_ms"] = dt
-        s["uptime_ms"] = t_up
-        if t_unix is not None:
-            t_unix += dt
-        s["unix_ms"] = t_unix
-        cells = []
-        if prev is None:
-            pred = 0
-            for i in range(nc):
-                pred += r.sv()
-                cells.append(pred)
-        else:
-            pc = prev["cell_mv"]
-            for i in range(nc):
-                cells.append(pc[i] + r.sv())
-        s["cell_mv"] = cells
-        for name in _SCALARS:
-            s[name] = (prev[name] if prev else 0) + r.sv()
-        pt = prev["temp_dc"] if prev else [0] * nt
-        s["temp_dc"] = [pt[i] + r.sv() for i in range(nt)]
-        for name in _SCALARS2:
-            s[name] = (prev[name] if prev else 0) + r.sv()
-        changed = r.u8()
-        for bit in range(8):
-            name = _WORDS[bit]
-            if changed & (1 << bit):
-                s[name] = r.uv()
+    try:
+        for _ in range(n):
+            v = []
+            pos = _svs(b, pos, nv, v)
+            dt = v[0]
+            t_up += dt
+            if t_unix is not None:
+                t_unix += dt
+            if pc is None:
+                cells = []
+                pred = 0
+                for i in range(1, c0):
+                    pred += v[i]
+                    cells.append(pred)
             else:
-                s[name] = prev[name] if prev else 0
-        samples.append(s)
-        prev = s
+                cells = [pc[i] + v[i + 1] for i in range(nc)]
+            for i in range(4):
+                p[i] += v[c0 + i]
+                p[4 + i] += v[t0 + nt + i]
+            temps = [pt[i] + v[t0 + i] for i in range(nt)]
+            changed = b[pos]
+            pos += 1
+            if changed:
+                for bit in range(8):
+                    if changed & (1 << bit):
+                        c = b[pos]
+                        pos += 1
+                        if c >= 0x80:
+                            c, pos = _uv_tail(b, pos, c)
+                        w[bit] = c
+            s = {"dt_ms": dt, "uptime_ms": t_up, "unix_ms": t_unix, "cell_mv": cells,
+                 "stack_mv": p[0], "pack_mv": p[1], "ld_mv": p[2], "current_ma": p[3],
+                 "temp_dc": temps, "int_temp_dc": p[4], "soc_cpct": p[5], "soh_cpct": p[6],
+                 "state": p[7], "safety_alert": w[0], "safety_status": w[1], "pf_status": w[2],
+                 "battery_status": w[3], "alarm_status": w[4], "fet_status": w[5],
+                 "balance_mask": w[6], "faults": w[7]}
+            samples.append(s)
+            pc = cells
+            pt = temps
+    except IndexError:
+        raise Malformed("field runs past the end of the body")
+    r.pos = pos
     d["samples"] = samples
 
 

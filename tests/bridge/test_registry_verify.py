@@ -3,7 +3,7 @@ import pytest
 
 from cloud_bridge import verify
 from cloud_bridge.registry import Registry
-from cloud_bridge.verify import Verifier, merge_window, window_advance, window_check
+from cloud_bridge.verify import WINDOW_REFRESH_S, Verifier, merge_window, window_advance, window_check
 from tests.bridge.frames import KEY, Board
 
 
@@ -129,3 +129,64 @@ def test_full_64_bit_window_round_trips(reg):
     w = (3, 1000, (1 << 64) - 1)
     reg.save_windows({"bms-0001": w})
     assert reg.load_window("bms-0001") == w
+
+
+# --- the replay-window cache with two bridge instances on one registry (verify.py) ---
+T_CACHE = "bms/bms-0001/up/telemetry"
+
+
+def test_two_instances_see_each_others_commits_within_the_refresh(tmp_path):
+    path = tmp_path / "reg.sqlite"
+    r0 = Registry(path)
+    r0.add_device("bms-0001", KEY)
+    now = [100.0]
+    a = Verifier(Registry(path), clock=lambda: now[0])
+    b = Verifier(Registry(path), clock=lambda: now[0])
+    brd = Board()
+    f1, f2, f3 = brd.telemetry(1), brd.telemetry(1), brd.telemetry(1)
+    assert b.check(T_CACHE, f3, 0).reason is None          # b caches its window
+    b.commit()
+    assert a.check(T_CACHE, f1, 0).reason is None
+    assert a.check(T_CACHE, f1, 0).reason == "replay"       # pending, same instance
+    a.commit()
+    assert a.check(T_CACHE, f1, 0).reason == "replay"       # committed: from the write-through cache
+    now[0] += WINDOW_REFRESH_S
+    assert b.check(T_CACHE, f1, 0).reason == "replay"       # b saw a's commit (data_version changed)
+    # a's cache must include b's f3 too after a refresh
+    now[0] += WINDOW_REFRESH_S
+    assert a.check(T_CACHE, f3, 0).reason == "replay"
+    assert a.check(T_CACHE, f2, 0).reason is None
+
+
+def test_commit_merges_with_what_the_other_stored(tmp_path):
+    path = tmp_path / "reg.sqlite"
+    r0 = Registry(path)
+    r0.add_device("bms-0001", KEY)
+    now = [100.0]
+    a = Verifier(Registry(path), clock=lambda: now[0])
+    b = Verifier(Registry(path), clock=lambda: now[0])
+    brd = Board()
+    fs = [brd.telemetry(1) for _ in range(4)]
+    assert a.check(T_CACHE, fs[0], 0).reason is None
+    assert b.check(T_CACHE, fs[1], 0).reason is None
+    b.commit()
+    a.commit()                                      # a's commit merges b's stored window
+    for f in fs[:2]:
+        assert a.check(T_CACHE, f, 0).reason == "replay"  # without waiting for a refresh: write-through of the merge
+    assert Registry(path).load_window("bms-0001") == (1, 1, 0b11)
+
+
+def test_removed_device_window_dropped_after_refresh(tmp_path):
+    path = tmp_path / "reg.sqlite"
+    r0 = Registry(path)
+    r0.add_device("bms-0001", KEY)
+    now = [100.0]
+    a = Verifier(Registry(path), clock=lambda: now[0])
+    brd = Board()
+    f1 = brd.telemetry(1)
+    assert a.check(T_CACHE, f1, 0).reason is None
+    a.commit()
+    r0.remove_device("bms-0001")                   # another connection: window gone
+    r0.add_device("bms-0001", KEY)
+    now[0] += max(WINDOW_REFRESH_S, 5.0)
+    assert a.check(T_CACHE, f1, 0).reason is None         # as without the cache: a fresh window
