@@ -100,6 +100,9 @@ def test_free_port_lies_outside_the_ephemeral_range_and_is_free():
         if lo - 1 > ports.LOWEST_PORT:
             assert ports.LOWEST_PORT <= port < lo
         with socket.socket() as s:          # nobody holds it: we can listen on it; held, it is never offered
+            # as a server binds (mosquitto sets SO_REUSEADDR): a TIME_WAIT left by an earlier test's
+            # connection on that port does not count as holding it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen(1)
             for _ in range(50):
