@@ -405,8 +405,8 @@ def _supervised(a):
         print("demo: %s" % e, file=sys.stderr, flush=True)
         return 2
 
-    def _stop(signum, frame):
-        demo.stop_ev.set()
+    from tools.demo_fleet import StopFlag
+    _stop = StopFlag(demo.stop_ev)        # sets the event from a thread: see StopFlag
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()

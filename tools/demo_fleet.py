@@ -168,11 +168,19 @@ class Scenario:
 
 # ---------------------------------------------------------------- one board
 class StopFlag:
-    def __init__(self):
-        self.ev = threading.Event()
+    """A stop request that a signal handler may raise.
+
+    The handler must not call Event.set() itself: Python runs handlers in the main thread between
+    bytecodes, and when that thread is inside Event.wait() holding the event's internal (non-reentrant)
+    lock, set() would wait for that lock forever (the demo hung on Ctrl-C this way, once in CI).
+    A short-lived thread sets it instead, once the main thread lets go of the lock.
+    """
+
+    def __init__(self, ev=None):
+        self.ev = ev if ev is not None else threading.Event()
 
     def __call__(self, *args):
-        self.ev.set()
+        threading.Thread(target=self.ev.set, name="stop-flag", daemon=True).start()
 
 
 def _comms_for(board_dict, cfg, secrets_path, state_dir, batch_ms):

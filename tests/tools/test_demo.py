@@ -144,3 +144,17 @@ def test_ctrl_c_stops_in_order_and_leaves_nothing_running(tmp_path):
     assert _wait_gone(str(tmp_path)) == []
     s = json.loads(summary.read_text())
     assert s["rows"][0]["samples"] > 0 and _png(str(out / "fork-01.png"))
+
+
+def test_stop_flag_raised_while_the_main_thread_holds_the_events_lock_does_not_hang():
+    """A signal can land while the main thread is inside Event.wait() holding the event's own lock
+    (CI once hung 120 s on Ctrl-C this way). The handler must return at once and the event be set as
+    soon as the lock is free. Event.set() called directly here would never return."""
+    import threading
+    from tools.demo_fleet import StopFlag
+    ev = threading.Event()
+    flag = StopFlag(ev)
+    with ev._cond:                       # what Event.wait() holds around its flag check
+        flag(signal.SIGINT, None)        # the handler, as Python would run it in this thread
+        assert not ev.is_set()           # could not be set yet: we hold its lock
+    assert ev.wait(5.0)
