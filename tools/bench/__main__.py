@@ -54,6 +54,15 @@ def main(argv=None):
             traceback.print_exc()
             errors[name] = "%s: %s" % (type(e).__name__, str(e)[:300])
             log("section %s FAILED: %s" % (name, errors[name]))
+    if "bridge" in results:
+        try:
+            from tools.bench import plots
+            png = os.path.join(os.path.dirname(os.path.abspath(args.out)), "img", "benchmarks-bridge.png")
+            plots.bridge_png(results["bridge"], png)
+            results["bridge"]["plot"] = os.path.relpath(png, os.path.dirname(os.path.abspath(args.out)))
+            log("wrote %s" % png)
+        except Exception as e:     # a missing plot must not lose the figures
+            log("bridge plot failed: %s: %s" % (type(e).__name__, e))
     took = time.monotonic() - t0
     md = report.render(report.machine_info(), results, argv, args.quick, took, errors)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -212,7 +212,9 @@ def run_latency(db, broker, fleet, samples, duration_s, log):
     return {"devices": n_dev, "samples_per_frame": samples, "frames_per_s": rate,
             "samples_per_s": rate * samples, "frames": n, "duration_s": duration_s,
             "p50_ms": lat[n // 2], "p99_ms": lat[max(0, int(n * 0.99) - 1)], "max_ms": lat[-1],
-            "publisher_late_frames": late}
+            "publisher_late_frames": late,
+            # percentiles 0..100 for the plot (nearest rank)
+            "cdf_ms": [lat[min(n - 1, int(n * q / 100.0))] for q in range(101)]}
 
 
 class NullSink:
