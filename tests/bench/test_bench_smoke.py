@@ -75,3 +75,7 @@ def test_quick_bridge_run_writes_every_bridge_figure(tmp_path):
         measured = row.split("|")[2]
         assert len(re.findall(NUM, measured)) >= n, row
     assert "What limits it: on this %d-core machine" % os.cpu_count() in md
+    # the picture of the same run sits beside the document, and the document shows it
+    png = tmp_path / "img" / "benchmarks-bridge.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](img/benchmarks-bridge.png)" in md
