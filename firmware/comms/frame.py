@@ -127,9 +127,12 @@ def _utf8(name, s, max_len):
 
 
 class Encoder:
-    """Encodes uplink frames into one buffer allocated here; signs them with the device's key."""
+    """Encodes uplink frames into one buffer allocated here; signs them with the device's key.
 
-    def __init__(self, device_id, key, boot, capacity=1024):
+    telemetry=False: an encoder for events, status and acks only (the board's second encoder): its
+    buffer has the slack of one event instead of one sample, and it has no sample predictors."""
+
+    def __init__(self, device_id, key, boot, capacity=1024, telemetry=True):
         if not _HDR_WALL + 3 + TAG_LEN + _SAMPLE_MAX <= capacity <= MAX_FRAME:
             raise ValueError("capacity must be %d..%d bytes" % (_HDR_WALL + 3 + TAG_LEN + _SAMPLE_MAX, MAX_FRAME))
         _check_range("boot", boot, 0, _U32_MAX)
@@ -137,7 +140,8 @@ class Encoder:
         self._auth = key if isinstance(key, auth.Authenticator) else auth.Authenticator(key)
         self.boot = boot
         self._cap = capacity
-        self._buf = bytearray(capacity + _SAMPLE_MAX)
+        self._telemetry = telemetry
+        self._buf = bytearray(capacity + (_SAMPLE_MAX if telemetry else _EVENT_MAX))
         self._mv = memoryview(self._buf)
         self._pos = 0
         self._kind = 0
@@ -146,10 +150,11 @@ class Encoder:
         self._cells = 0
         self._temps = 0
         self._pt = 0            # ticks of the previous sample/event (the reference for the first)
-        self._pc = [0] * MAX_CELLS   # previous sample's values, the predictors (lists: no long-int boxing)
-        self._ptd = [0] * MAX_TEMPS
-        self._ps = [0] * 8      # stack, pack, ld, current, int_temp, soc, soh, state
-        self._pm = [0] * 8      # the eight status words, bit order of the `changed` byte
+        if telemetry:
+            self._pc = [0] * MAX_CELLS   # previous sample's values, the predictors (lists: no long-int boxing)
+            self._ptd = [0] * MAX_TEMPS
+            self._ps = [0] * 8      # stack, pack, ld, current, int_temp, soc, soh, state
+            self._pm = [0] * 8      # the eight status words, bit order of the `changed` byte
 
     @property
     def length(self):
@@ -176,6 +181,8 @@ class Encoder:
     # ---- telemetry
     def begin_telemetry(self, seq, ref_ticks, uptime_s, uptime_ms, cell_count, temp_count, wall_s=-1, wall_ms=0):
         """Start a telemetry frame; ref_ticks is ticks_ms() at the instant the uptime/wall fields describe."""
+        if not self._telemetry:
+            raise ValueError("an encoder made with telemetry=False")
         _check_range("cell_count", cell_count, 1, MAX_CELLS)
         _check_range("temp_count", temp_count, 0, MAX_TEMPS)
         pos = self._header(KIND_TELEMETRY, seq, ref_ticks, uptime_s, uptime_ms, wall_s, wall_ms)
@@ -382,8 +389,7 @@ class Encoder:
                 raise ValueError("a frame needs at least one sample/event")
             self._buf[self._count_at] = self.count
         pos = self._pos
-        t = self._auth.tag(self._dev, self._mv[:pos])
-        self._buf[pos:pos + TAG_LEN] = t
+        self._auth.tag_into(self._dev, self._mv[:pos], self._buf, pos)
         self._kind = 0
         return self._mv[:pos + TAG_LEN]
 

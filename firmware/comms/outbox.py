@@ -12,6 +12,11 @@ Order is oldest first across flash and RAM: flash segments always hold older fra
 Frames are pushed once per batch (every few seconds), not per protection cycle, and the ring is
 preallocated fixed slots, so steady-state pushes and pops allocate nothing but file handles.
 
+Reading flash back: one record at a time into a preallocated buffer of one slot (not the whole segment:
+that would be a second ring's worth of RAM held for the rare backlog). Loading the oldest segment checks
+all its records (lengths only) and keeps their offsets, so a frame ahead of the head is found without
+walking the file; each frame read while there is a flash backlog costs an open, a seek and a read.
+
 Flash: a spill writes the whole ring as one segment file (one batched write, not one per frame:
 flash wears), first to `<n>.tmp`, then `os.rename` to `<n>.seg`, which is atomic on LittleFS, so power
 loss leaves either the old state or the whole segment. A `.tmp` found at boot is a torn spill and is
@@ -51,25 +56,29 @@ def _makedirs(path):
 
 
 class Outbox:
-    def __init__(self, spill_dir, slots=8, slot_bytes=384, max_segments=400):
-        if slots < 1 or slot_bytes < 16 or slot_bytes > 65535 or max_segments < 0:
-            raise ValueError("outbox: slots >= 1, slot_bytes 16..65535, max_segments >= 0")
+    def __init__(self, spill_dir, slots=8, slot_bytes=384, max_segments=400, segment_bytes=0):
+        if slots < 1 or slot_bytes < 16 or slot_bytes > 65535 or max_segments < 0 or segment_bytes < 0:
+            raise ValueError("outbox: slots >= 1, slot_bytes 16..65535, max_segments >= 0, segment_bytes >= 0")
         self.spill_dir = spill_dir.rstrip("/")
         self.slots = slots
         self.slot_bytes = slot_bytes
         self.max_segments = max_segments
+        self.segment_bytes = segment_bytes   # > 0: a spill joins the newest segment while both fit in this
         self._ram = bytearray(slots * slot_bytes)
-        mv = memoryview(self._ram)
-        self._slot_view = [mv[i * slot_bytes:(i + 1) * slot_bytes] for i in range(slots)]
+        self._mv = memoryview(self._ram)     # slot i is _mv[i * slot_bytes:], sliced when read
         self._len = [0] * slots          # bytes used in each slot
         self._head = 0                   # oldest RAM frame
         self._count = 0                  # frames in RAM
-        # Read side of the oldest flash segment (loaded on demand into one preallocated buffer).
-        self._seg_buf = bytearray(slots * (slot_bytes + 2))
-        self._seg_mv = memoryview(self._seg_buf)
-        self._seg_loaded = -1            # segment number loaded, -1 none
-        self._seg_end = 0                # bytes valid in _seg_buf
-        self._seg_pos = 0                # offset of the next unread record
+        # Read side of the oldest flash segment: its record offsets, and one record at a time in _rd,
+        # a slot-sized buffer made when a flash frame is first read and dropped when flash is empty.
+        self._rd = None
+        self._rd_mv = None
+        self._rd_at = -1                 # file offset of the record in _rd (of segment _seg_loaded), -1 none
+        self._rd_len = 0
+        self._hdr = bytearray(2)         # a record's length prefix, read while checking a segment
+        self._seg_off = [0] * slots      # offsets of the loaded segment's records (grows for a longer one)
+        self._seg_loaded = -1            # segment number whose offsets are in _seg_off, -1 none
+        self._seg_first = 0              # index of the next unread record (the head) in _seg_off
         self._seg_left = 0               # frames not yet popped in the loaded segment
         self.sent = 0                    # frames from the head published, awaiting a receipt
         self.popped = 0                  # frames delivered and forgotten since boot
@@ -113,7 +122,8 @@ class Outbox:
             else:
                 self._spill()
         tail = (self._head + self._count) % self.slots
-        self._slot_view[tail][:n] = frame
+        at = tail * self.slot_bytes
+        self._mv[at:at + n] = frame
         self._len[tail] = n
         self._count += 1
         return True
@@ -121,13 +131,7 @@ class Outbox:
     # --- consumer ---
     def peek(self):
         """The oldest frame as a memoryview (valid until the next pop/push), or None when empty."""
-        if self._spilled_frames:
-            if self._load_oldest():
-                n = self._seg_buf[self._seg_pos] | (self._seg_buf[self._seg_pos + 1] << 8)
-                return self._seg_mv[self._seg_pos + 2:self._seg_pos + 2 + n]
-        if self._count:
-            return self._slot_view[self._head][:self._len[self._head]]
-        return None
+        return self.peek_at(0)
 
     def peek_unsent(self):
         """The first frame after the `sent` ones (memoryview, valid until the next pop/push), or None
@@ -139,17 +143,17 @@ class Outbox:
         loaded segment (only the oldest segment and then the RAM ring can be read ahead)."""
         if self._spilled_frames and self._load_oldest():
             if i < self._seg_left:
-                pos = self._seg_pos
-                for _ in range(i):
-                    pos += 2 + (self._seg_buf[pos] | (self._seg_buf[pos + 1] << 8))
-                n = self._seg_buf[pos] | (self._seg_buf[pos + 1] << 8)
-                return self._seg_mv[pos + 2:pos + 2 + n]
+                mv = self._read_record(self._seg_first + i)
+                if mv is None:
+                    self._drop_loaded_segment()
+                return mv
             if self._seg_left < self._spilled_frames:
                 return None              # in a later segment: wait until this one is confirmed
             i -= self._spilled_frames
         if i < self._count:
             j = (self._head + i) % self.slots
-            return self._slot_view[j][:self._len[j]]
+            at = j * self.slot_bytes
+            return self._mv[at:at + self._len[j]]
         return None
 
     def mark_sent(self):
@@ -166,10 +170,11 @@ class Outbox:
             self.sent -= 1
         self.popped += 1
         if self._spilled_frames and self._load_oldest():
-            n = self._seg_buf[self._seg_pos] | (self._seg_buf[self._seg_pos + 1] << 8)
-            self._seg_pos += 2 + n
+            self._seg_first += 1
             self._seg_left -= 1
             self._spilled_frames -= 1
+            if not self._spilled_frames:
+                self._rd = self._rd_mv = None    # the backlog is gone: no read buffer at steady state
             if self._seg_left == 0:
                 self._remove_segment(self._first_seg)
                 self._first_seg += 1
@@ -185,21 +190,15 @@ class Outbox:
 
     def _spill(self):
         """Write every RAM frame as one segment file, atomically, then empty the ring."""
+        if self._join_newest():
+            return
         if self.segments() >= self.max_segments:
             self._drop_oldest_segment()
         n = self._next_seg
         tmp = self._path(n, _TMP_SUFFIX)
-        hdr = bytearray(2)
         try:
             with open(tmp, "wb") as f:
-                i = self._head
-                for _ in range(self._count):
-                    ln = self._len[i]
-                    hdr[0] = ln & 0xFF
-                    hdr[1] = ln >> 8
-                    f.write(hdr)
-                    f.write(self._slot_view[i][:ln])
-                    i = (i + 1) % self.slots
+                self._write_ring(f)
             os.rename(tmp, self._path(n, _SEG_SUFFIX))
         except OSError:
             # Flash full or failing: keep going in RAM, losing the oldest frames rather than the cycle.
@@ -217,6 +216,67 @@ class Outbox:
         self.spilled += self._count
         self._count = 0
 
+    def _write_ring(self, f):
+        hdr = self._hdr
+        i = self._head
+        for _ in range(self._count):
+            ln = self._len[i]
+            hdr[0] = ln & 0xFF
+            hdr[1] = ln >> 8
+            f.write(hdr)
+            at = i * self.slot_bytes
+            f.write(self._mv[at:at + ln])
+            i = (i + 1) % self.slots
+        self._rd_at = -1             # _hdr is shared with the read side
+
+    def _join_newest(self):
+        """With segment_bytes set: rewrite the newest segment with the ring's frames appended, when both
+        fit in segment_bytes, so segments stay near one flash block however small the ring is (and the
+        read-ahead window, which stays within the oldest segment, is not cut short). Atomic as a spill:
+        `<n>.tmp` (old records not yet popped + ring), renamed over `<n>.seg`; power loss leaves the old
+        segment (and a .tmp deleted at boot). False: spill as a new segment."""
+        n = self._next_seg - 1
+        if not self.segment_bytes or n < self._first_seg:
+            return False
+        skip = self._seg_off[self._seg_first] if n == self._seg_loaded else 0   # popped records go
+        seg = self._path(n, _SEG_SUFFIX)
+        ring_bytes = 0
+        i = self._head
+        for _ in range(self._count):
+            ring_bytes += 2 + self._len[i]
+            i = (i + 1) % self.slots
+        tmp = self._path(n, _TMP_SUFFIX)
+        try:
+            size = os.stat(seg)[6] - skip
+            if size + ring_bytes > self.segment_bytes:
+                return False
+            buf = self._read_buffer()
+            self._rd_at = -1
+            with open(tmp, "wb") as f:
+                with open(seg, "rb") as old:
+                    old.seek(skip)
+                    left = size
+                    while left > 0:
+                        k = old.readinto(buf)
+                        if not k:
+                            raise OSError(5)
+                        f.write(buf[:k] if k < len(buf) else buf)
+                        left -= k
+                self._write_ring(f)
+            os.rename(tmp, seg)
+        except OSError:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            return False             # the old segment is as it was: spill to a new one
+        if n == self._seg_loaded:
+            self._seg_loaded = -1    # read its offsets again (from the head, now the first record)
+        self._spilled_frames += self._count
+        self.spilled += self._count
+        self._count = 0
+        return True
+
     def _drop_oldest_segment(self):
         n = self._first_seg
         lost = self._seg_left if self._seg_loaded == n else self._count_segment(n)
@@ -228,6 +288,17 @@ class Outbox:
         self.dropped += lost
         self.sent = self.sent - lost if self.sent > lost else 0
 
+    def _drop_loaded_segment(self):
+        """The loaded (oldest) segment stopped reading back after it was checked: drop and count it."""
+        lost = self._seg_left
+        self._remove_segment(self._first_seg)
+        self._first_seg += 1
+        self._seg_loaded = -1
+        self._spilled_frames -= lost
+        self.dropped += lost
+        self.corrupt += 1
+        self.sent = self.sent - lost if self.sent > lost else 0
+
     def _remove_segment(self, n):
         try:
             os.remove(self._path(n, _SEG_SUFFIX))
@@ -235,23 +306,56 @@ class Outbox:
             pass
 
     def _read_segment(self, n):
-        """Load segment n into the read buffer; return its frame count, or -1 if unreadable."""
+        """Check segment n's records (lengths only) and note their offsets in _seg_off; return its frame
+        count, or -1 if unreadable (a record cut short or of an impossible length)."""
+        self._rd_at = -1
+        hdr = self._hdr
+        off = self._seg_off
+        pos = frames = 0
         try:
             with open(self._path(n, _SEG_SUFFIX), "rb") as f:
-                end = f.readinto(self._seg_buf)
+                end = f.seek(0, 2)
+                while pos < end:
+                    f.seek(pos)
+                    if pos + 2 > end or f.readinto(hdr) != 2:
+                        return -1
+                    ln = hdr[0] | (hdr[1] << 8)
+                    if ln == 0 or ln > self.slot_bytes or pos + 2 + ln > end:
+                        return -1
+                    if frames < len(off):
+                        off[frames] = pos
+                    else:
+                        off.append(pos)      # a segment written with more slots (older settings)
+                    pos += 2 + ln
+                    frames += 1
         except OSError:
             return -1
-        pos = frames = 0
-        while pos < end:
-            if pos + 2 > end:
-                return -1
-            ln = self._seg_buf[pos] | (self._seg_buf[pos + 1] << 8)
-            if ln == 0 or ln > self.slot_bytes or pos + 2 + ln > end:
-                return -1
-            pos += 2 + ln
-            frames += 1
-        self._seg_end = end
         return frames
+
+    def _read_buffer(self):
+        if self._rd is None:
+            self._rd = bytearray(self.slot_bytes)
+            self._rd_mv = memoryview(self._rd)
+        return self._rd_mv
+
+    def _read_record(self, k):
+        """Record k of the loaded segment as a memoryview of _rd (read from flash unless it is there)."""
+        pos = self._seg_off[k]
+        if pos != self._rd_at:
+            self._rd_at = -1
+            self._read_buffer()
+            try:
+                with open(self._path(self._seg_loaded, _SEG_SUFFIX), "rb") as f:
+                    f.seek(pos)
+                    f.readinto(self._hdr)
+                    ln = self._hdr[0] | (self._hdr[1] << 8)
+                    if ln == 0 or ln > self.slot_bytes or f.readinto(self._rd_mv[:ln]) != ln:
+                        raise OSError(5)
+            except OSError:
+                return None          # changed since it was checked (the caller drops the segment)
+            self._rd_len = ln
+            self._rd_at = pos
+        return self._rd_mv[:self._rd_len]
 
     def _count_segment(self, n):
         c = self._read_segment(n)
@@ -265,13 +369,14 @@ class Outbox:
             c = self._read_segment(self._first_seg)
             if c > 0:
                 self._seg_loaded = self._first_seg
-                self._seg_pos = 0
+                self._seg_first = 0
                 self._seg_left = c
                 return True
             # Unreadable: it was counted at boot scan; forget it.
             self._remove_segment(self._first_seg)
             self._first_seg += 1
         self._spilled_frames = 0
+        self._rd = self._rd_mv = None
         if self.sent > self._count:      # sent frames were on the segments just found unreadable
             self.sent = self._count
         return False

@@ -44,8 +44,8 @@ REBOOT_GRACE_MS = const(5000)    # after a reboot command: wait this long at mos
 
 class Comms:
     def __init__(self, device_id, key, link, spill_dir="/outbox", state_dir="/comms",
-                 sample_every_ms=1000, batch_ms=10000, tlm_slots=10, tlm_slot_bytes=512,
-                 tlm_max_segments=256, evt_slots=4, evt_slot_bytes=320, evt_max_segments=16,
+                 sample_every_ms=1000, batch_ms=10000, tlm_slots=2, tlm_slot_bytes=512,
+                 tlm_max_segments=256, tlm_segment_bytes=4096, evt_slots=4, evt_slot_bytes=320, evt_max_segments=16,
                  timesync=None, fw_version="0", board_name="", config_hash=0, reset_cause=0,
                  cell_count=0, temp_count=0, reset_fn=None, receipts=True, receipt_timeout_ms=30000,
                  receipt_timeout_max_ms=600000):
@@ -66,11 +66,13 @@ class Comms:
                                  timesync=self.ts)
         self.sample_every_ms = sample_every_ms
         self.batch_ms = batch_ms
-        # A frame is closed before it outgrows an outbox slot: encoder capacity = slot size.
+        # A frame is closed before it outgrows an outbox slot: encoder capacity = slot size. Events,
+        # status and acks share one encoder: an open event frame is closed before a status or ack.
         self._tlm = frame.Encoder(device_id, self._auth, self.boot, capacity=tlm_slot_bytes)
-        self._evt = frame.Encoder(device_id, self._auth, self.boot, capacity=evt_slot_bytes)
-        self._one = frame.Encoder(device_id, self._auth, self.boot, capacity=evt_slot_bytes)
-        self.tlm_box = Outbox(spill_dir + "/tlm", tlm_slots, tlm_slot_bytes, tlm_max_segments)
+        self._evt = frame.Encoder(device_id, self._auth, self.boot, capacity=evt_slot_bytes, telemetry=False)
+        # Telemetry: a small ring (with receipts it holds the frames of the last second or so while
+        # online); spills while offline join the newest segment up to one 4 KiB flash block.
+        self.tlm_box = Outbox(spill_dir + "/tlm", tlm_slots, tlm_slot_bytes, tlm_max_segments, tlm_segment_bytes)
         self.evt_box = Outbox(spill_dir + "/evt", evt_slots, evt_slot_bytes, evt_max_segments)
         self.fw_version = fw_version
         self.board_name = board_name
@@ -205,16 +207,18 @@ class Comms:
         self.evt_box.push(mv)
 
     def _status(self):
+        self._close_evt()                # the encoder is shared: events queued so far go first
         ts = self.ts
         now = ts.update()
-        self._push_one(self._one.status(self._next_seq(), now, ts.up_s, ts.up_ms, self.fw_version,
+        self._push_one(self._evt.status(self._next_seq(), now, ts.up_s, ts.up_ms, self.fw_version,
                                         self.board_name, self.config_hash, self.reset_cause,
                                         self.cell_count, self.temp_count, ts.wall_s, ts.wall_ms))
 
     def _ack(self, counter, code, result, message):
+        self._close_evt()                # the encoder is shared: events queued so far go first
         ts = self.ts
         now = ts.update()
-        self._push_one(self._one.ack(self._next_seq(), now, ts.up_s, ts.up_ms, counter, code, result,
+        self._push_one(self._evt.ack(self._next_seq(), now, ts.up_s, ts.up_ms, counter, code, result,
                                      message, ts.wall_s, ts.wall_ms))
 
     # ---------------------------------------------------------------- poll

@@ -81,36 +81,59 @@ def _config_trial(rng, folder, i, stats):
     stats["safe"] += safe
 
 
+def _records(blob):
+    """The frames of a segment file's bytes (2-byte little-endian length + frame, repeated)."""
+    out, pos = [], 0
+    while pos + 2 <= len(blob):
+        n = blob[pos] | (blob[pos + 1] << 8)
+        out.append(blob[pos + 2:pos + 2 + n])
+        pos += 2 + n
+    return out
+
+
 def _outbox_trial(rng, folder, i, stats):
     slots, slot_bytes = 4, 64
+    # Half the trials as the firmware's telemetry outbox runs (spills join the newest segment while it
+    # stays under segment_bytes: the spill rewrites that segment), half one segment per spill.
+    segment_bytes = 0 if i % 2 else 400
     d = os.path.join(folder, "box%d" % i)
-    box = Outbox(d, slots=slots, slot_bytes=slot_bytes, max_segments=100)
+    box = Outbox(d, slots=slots, slot_bytes=slot_bytes, max_segments=100, segment_bytes=segment_bytes)
     m = rng.randrange(9, 41)
     frames = [b"F%05d-%05d-" % (i, j) + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
               for j in range(m)]
     for f in frames:
         box.push(f)
-    nseg = box.segments()
-    segs = [frames[slots * s:slots * (s + 1)] for s in range(nseg)]
-    ring = frames[slots * nseg:]
+    # What is on flash, read from the files themselves (segments are numbered from 0 up)
+    nums = sorted(int(n[:-4]) for n in os.listdir(d) if n.endswith(".seg"))
+    blobs = []
+    for n in nums:
+        with open(os.path.join(d, "%d.seg" % n), "rb") as fh:
+            blobs.append(fh.read())
+    segs = [_records(b) for b in blobs]
+    nseg = len(segs)
+    ring = frames[sum(len(s) for s in segs):]
+    stats["segments_joined"] += sum(1 for s in segs if len(s) > slots)
     mode = rng.randrange(3)
     victim = None
     if mode < 2:
-        # power lost during the next spill: its file torn at a random byte
-        blob = b"".join(bytes((len(f) & 0xFF, len(f) >> 8)) + f for f in ring)
-        name = "%d%s" % (nseg, ".tmp" if mode == 0 else ".seg")
+        # power lost during the next spill: its file torn at a random byte. A joining spill writes the
+        # newest segment's records + the ring to <newest>.tmp and renames it over <newest>.seg.
+        ring_blob = b"".join(bytes((len(f) & 0xFF, len(f) >> 8)) + f for f in ring)
+        joins = segment_bytes and nseg and len(blobs[-1]) + len(ring_blob) <= segment_bytes
+        target, blob = (nums[-1], blobs[-1] + ring_blob) if joins else (nums[-1] + 1 if nums else 0, ring_blob)
+        name = "%d%s" % (target, ".tmp" if mode == 0 else ".seg")
+        if mode == 1 and joins:
+            victim = nseg - 1            # a torn rename target: that segment's own records may go too
         with open(os.path.join(d, name), "wb") as fh:
             fh.write(blob[:rng.randrange(len(blob))])
     else:
         # a complete segment damaged later (flash trouble): truncated at a random byte
         victim = rng.randrange(nseg)
-        p = os.path.join(d, "%d.seg" % victim)
-        with open(p, "rb") as fh:
-            blob = fh.read()
+        p = os.path.join(d, "%d.seg" % nums[victim])
         with open(p, "wb") as fh:
-            fh.write(blob[:rng.randrange(len(blob))])
+            fh.write(blobs[victim][:rng.randrange(len(blobs[victim]))])
     try:
-        box2 = Outbox(d, slots=slots, slot_bytes=slot_bytes, max_segments=100)
+        box2 = Outbox(d, slots=slots, slot_bytes=slot_bytes, max_segments=100, segment_bytes=segment_bytes)
         got = []
         for _ in range(m + 10):
             v = box2.peek()
@@ -142,7 +165,8 @@ def run(folder, quick=False, log=print):
     cfg = dict(crashes=0, crash_examples=[], torn_tmp=0, torn_file=0, kept_old=0, defaults_reported=0,
                fets_off_at_boot=0, safe=0)
     box = dict(crashes=0, crash_examples=[], trials_torn_tmp=0, trials_torn_seg=0, trials_damaged_seg=0,
-               frames_complete=0, frames_recovered=0, frames_from_torn=0, corrupt_counted=0, safe=0)
+               frames_complete=0, frames_recovered=0, frames_from_torn=0, corrupt_counted=0, safe=0,
+               segments_joined=0)
     try:
         for i in range(n):
             _config_trial(rng, folder, i, cfg)
@@ -162,6 +186,9 @@ def run(folder, quick=False, log=print):
     r.add("config: boots that crashed", cfg["crashes"])
     r.add("outbox trials (torn spill .tmp / torn .seg / damaged old segment)", "%d (%d / %d / %d)" % (
         n, box["trials_torn_tmp"], box["trials_torn_seg"], box["trials_damaged_seg"]))
+    r.add("outbox trials with spills joining the newest segment (the firmware's telemetry outbox) / one"
+          " segment per spill", "%d / %d" % ((n + 1) // 2, n // 2))
+    r.add("outbox: segments holding more than one spill (joined)", box["segments_joined"])
     r.add("outbox: safe boots (all complete segments kept, in order, no duplicate)", box["safe"])
     r.add("outbox: frames in undamaged complete segments", box["frames_complete"])
     r.add("outbox: of those recovered after boot", box["frames_recovered"])
