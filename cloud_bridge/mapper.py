@@ -206,7 +206,10 @@ def to_line(point):
 # straight from the decoded samples. Telemetry is nearly all of the bridge's traffic and building a
 # tuple, a tag dict and a field dict per cell point before formatting them cost ~0.8 ms of a 10-sample,
 # 16-cell frame (cProfile, tools/bench); series prefixes are made once per tag set instead.
-# tests/bench/test_mapper_fastpath.py pins the equality with the general path.
+# telemetry_text() goes one step further for the bridge: a frame becomes one string (one %-template
+# per sample fills the cell and thermistor lines), which the writer joins per frame, not per line
+# (docs/bridge-throughput.md). telemetry_lines() is that text split into lines, and
+# tests/bench/test_mapper_fastpath.py pins it to the general path.
 _prefix_cache = {}   # tag items -> (pack series + " ", cell "series mv=" per cell, temp "series dc=")
 
 
@@ -259,48 +262,122 @@ def _temp_val(dc):
     return v
 
 
+def _sample_template(tags, n_cells, n_temps):
+    """A %-template for the cell and thermistor lines of one sample with these tags: per cell two
+    slots (value text, ",balancing=<b>i <t_ns>"), per thermistor two (value text, " <t_ns>"), each
+    line preceded by "\n". One % operation per sample replaces 19 string concatenations."""
+    ck = (tuple(tags.items()), n_cells, n_temps)
+    t = _template_cache.get(ck)
+    if t is None:
+        _, cell_prefix, temp_prefix = _prefixes(tags)
+        parts = ["\n%s%%s%%s" % cell_prefix[i].replace("%", "%%") for i in range(n_cells)]
+        parts += ["\n%s%%s%%s" % temp_prefix[j].replace("%", "%%") for j in range(n_temps)]
+        t = "".join(parts)
+        if len(_template_cache) >= _CACHE_MAX // 100:
+            _template_cache.clear()
+        _template_cache[ck] = t
+    return t
+
+
+def _mask_bits(mask, n_cells):
+    """(bit 0, bit 1, ...) of a balance mask for n_cells cells (masks repeat: cached)."""
+    ck = (mask, n_cells)
+    b = _bits_cache.get(ck)
+    if b is None:
+        b = tuple((mask >> i) & 1 for i in range(n_cells))
+        if len(_bits_cache) >= _CACHE_MAX // 100:
+            _bits_cache.clear()
+        _bits_cache[ck] = b
+    return b
+
+
+_template_cache = {}   # (tag items, cells, temps) -> _sample_template
+_bits_cache = {}       # (mask, cells) -> bits
+
+
+# the pack line of a sample that has every field (the firmware always sends them all): one % operation
+_PACK_FULL = frozenset(_PACK_INT + ("cell_mv",))
+_PACK_FULL_FMT = (_PACK_FMT + ",cell_min_mv=%di,cell_max_mv=%di,cell_delta_mv=%di,cell_sum_mv=%di"
+                  ",stack_v=%r,current_a=%r,power_w=%r,soc_pct=%r,soh_pct=%r,%s%s")
+
+
+def _pack_line(pack_prefix, s, tail, t_str):
+    cells = s.get("cell_mv")
+    if cells and _PACK_FULL.issubset(s):
+        lo, hi = min(cells), max(cells)
+        mv, ma = s["stack_mv"], s["current_ma"]
+        return pack_prefix + _PACK_FULL_FMT % (_pack_values(s) + (
+            lo, hi, hi - lo, sum(cells), mv / 1000.0, ma / 1000.0, mv * ma / 1e6,
+            s["soc_cpct"] / 100.0, s["soh_cpct"] / 100.0, tail, t_str))
+    if _PACK_ALL.issubset(s):
+        # %d formats an int (or bool, or float) exactly as "%d" % int(x) does
+        fs = [_PACK_FMT % _pack_values(s)]
+    else:
+        fs = ["%s=%di" % (name, int(s[name])) for name in _PACK_INT if name in s]
+    if cells:
+        lo, hi = min(cells), max(cells)
+        fs.append("cell_min_mv=%di,cell_max_mv=%di,cell_delta_mv=%di,cell_sum_mv=%di"
+                  % (lo, hi, hi - lo, sum(cells)))
+    if "stack_mv" in s:
+        fs.append("stack_v=%r" % (s["stack_mv"] / 1000.0))
+    if "current_ma" in s:
+        fs.append("current_a=%r" % (s["current_ma"] / 1000.0))
+        if "stack_mv" in s:
+            fs.append("power_w=%r" % (s["stack_mv"] * s["current_ma"] / 1e6))
+    if "soc_cpct" in s:
+        fs.append("soc_pct=%r" % (s["soc_cpct"] / 100.0))
+    if "soh_cpct" in s:
+        fs.append("soh_pct=%r" % (s["soh_cpct"] / 100.0))
+    fs.append(tail)
+    return pack_prefix + ",".join(fs) + t_str
+
+
+def telemetry_text(d, tags, anchor_ms=None):
+    """(text, points): the line protocol of a decoded telemetry frame as one string, lines joined by
+    "\n" (no trailing newline), and how many lines (points) it holds. text.split("\n") is exactly
+    [to_line(p) for p in map_telemetry(...)]; the bridge hands the text to the writer whole."""
+    pack_prefix = _prefixes(tags)[0]
+    tail = "boot=%di,seq=%di" % (d["boot"], d["seq"])
+    cell_get = _cell_vals.__getitem__
+    temp_get = _temp_vals.__getitem__
+    templates = {}       # (cells, temps) -> template, for this frame (its samples share the shape)
+    pieces = []
+    points = 0
+    for s in d["samples"]:
+        t = str(_time_ms(s, anchor_ms) * NS_PER_MS)
+        t_str = " " + t
+        cells = s.get("cell_mv") or ()
+        temps = s.get("temp_dc") or ()
+        n_cells, n_temps = len(cells), len(temps)
+        try:
+            cell_text = list(map(cell_get, cells))    # equal keys (3300, 3300.0, True/1) give equal text
+        except KeyError:
+            cell_text = [_cell_val(mv) for mv in cells]
+        try:
+            temp_text = list(map(temp_get, temps))
+        except KeyError:
+            temp_text = [_temp_val(dc) for dc in temps]
+        # the template's slots, interleaved: value, suffix, value, suffix, ...
+        slots = [None] * (2 * (n_cells + n_temps))
+        split = 2 * n_cells
+        slots[0:split:2] = cell_text
+        bal = (_BAL[0] + t, _BAL[1] + t)
+        slots[1:split:2] = map(bal.__getitem__, _mask_bits(s.get("balance_mask", 0), n_cells))
+        slots[split::2] = temp_text
+        slots[split + 1::2] = (t_str,) * n_temps
+        tmpl = templates.get((n_cells, n_temps))
+        if tmpl is None:
+            tmpl = templates[(n_cells, n_temps)] = _sample_template(tags, n_cells, n_temps)
+        pieces.append(_pack_line(pack_prefix, s, tail, t_str) + tmpl % tuple(slots))
+        points += 1 + n_cells + n_temps
+    return "\n".join(pieces), points
+
+
 def telemetry_lines(d, tags, anchor_ms=None):
     """Line protocol of a decoded telemetry frame: exactly [to_line(p) for p in map_telemetry(...)]."""
-    pack_prefix, cell_prefix, temp_prefix = _prefixes(tags)
-    tail = "boot=%di,seq=%di" % (d["boot"], d["seq"])
-    out = []
-    append = out.append
-    cell_vals = _cell_vals
-    for s in d["samples"]:
-        t_ns = _time_ms(s, anchor_ms) * NS_PER_MS
-        if _PACK_ALL.issubset(s):
-            # %d formats an int (or bool, or float) exactly as "%d" % int(x) does
-            fs = [_PACK_FMT % _pack_values(s)]
-        else:
-            fs = ["%s=%di" % (name, int(s[name])) for name in _PACK_INT if name in s]
-        cells = s.get("cell_mv") or []
-        if cells:
-            lo, hi = min(cells), max(cells)
-            fs.append("cell_min_mv=%di,cell_max_mv=%di,cell_delta_mv=%di,cell_sum_mv=%di"
-                      % (lo, hi, hi - lo, sum(cells)))
-        if "stack_mv" in s:
-            fs.append("stack_v=%r" % (s["stack_mv"] / 1000.0))
-        if "current_ma" in s:
-            fs.append("current_a=%r" % (s["current_ma"] / 1000.0))
-            if "stack_mv" in s:
-                fs.append("power_w=%r" % (s["stack_mv"] * s["current_ma"] / 1e6))
-        if "soc_cpct" in s:
-            fs.append("soc_pct=%r" % (s["soc_cpct"] / 100.0))
-        if "soh_cpct" in s:
-            fs.append("soh_pct=%r" % (s["soh_cpct"] / 100.0))
-        fs.append(tail)
-        t_str = " " + str(t_ns)
-        append(pack_prefix + ",".join(fs) + t_str)
-        mask = s.get("balance_mask", 0)
-        bal = (_BAL[0] + t_str[1:], _BAL[1] + t_str[1:])
-        for i, mv in enumerate(cells):
-            v = cell_vals.get(mv)      # equal keys (3300, 3300.0, True/1) give equal strings
-            if v is None:
-                v = _cell_val(mv)
-            append(cell_prefix[i] + v + bal[(mask >> i) & 1])
-        for j, dc in enumerate(s.get("temp_dc") or []):
-            append(temp_prefix[j] + _temp_val(dc) + t_str)
-    return out
+    if not d["samples"]:
+        return []
+    return telemetry_text(d, tags, anchor_ms)[0].split("\n")
 
 
 def last_sample_ms(d, anchor_ms=None):

@@ -5,7 +5,11 @@ the data; `summary()` is the same as a dict for the periodic log line.
 
     m = Metrics(instance="host:1234"); m.frames_in += 1; m.write_ok(points=120, latency_ms=4.2)
     m.points(t_ms) -> [("bridge", {"instance": ...}, {...}, t_ns)];  m.end_interval()
+
+write_ok() and write_failed() may be called from several writer threads at once (a lock keeps their
+lists and counters whole); everything else is the bridge's main thread.
 """
+import threading
 
 
 class Metrics:
@@ -21,21 +25,26 @@ class Metrics:
         self.lag_ms = 0
         self._lat = []              # write latency (ms) in this interval
         self._batch = []            # points per successful write in this interval
+        self._lock = threading.Lock()
 
     def reject(self, reason):
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def write_ok(self, points, latency_ms):
-        self._lat.append(latency_ms)
-        self._batch.append(points)
-        if len(self._lat) > 10000:      # bound memory if nobody ends the interval
-            del self._lat[:5000], self._batch[:5000]
+        with self._lock:
+            self._lat.append(latency_ms)
+            self._batch.append(points)
+            if len(self._lat) > 10000:      # bound memory if nobody ends the interval
+                del self._lat[:5000], self._batch[:5000]
 
     def write_failed(self, err):
-        self.write_retries += 1
+        with self._lock:
+            self.write_retries += 1
 
     def summary(self):
-        lat = sorted(self._lat)
+        with self._lock:
+            lat = sorted(self._lat)
+            batch = list(self._batch)
         out = {"frames_in": self.frames_in, "frames_stored": self.frames_stored,
                "points_stored": self.points_stored, "rejected": sum(self.rejected.values()),
                "receipts_sent": self.receipts_sent,
@@ -46,8 +55,8 @@ class Metrics:
         if lat:
             out["write_ms_p50"] = round(lat[len(lat) // 2], 3)
             out["write_ms_max"] = round(lat[-1], 3)
-            out["batch_points_avg"] = round(sum(self._batch) / len(self._batch), 1)
-            out["batch_points_max"] = max(self._batch)
+            out["batch_points_avg"] = round(sum(batch) / len(batch), 1)
+            out["batch_points_max"] = max(batch)
         return out
 
     def points(self, t_ms):
@@ -59,5 +68,6 @@ class Metrics:
         return [("bridge", {"instance": self.instance}, fields, t_ms * 1000000)]
 
     def end_interval(self):
-        self._lat = []
-        self._batch = []
+        with self._lock:
+            self._lat = []
+            self._batch = []

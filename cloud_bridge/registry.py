@@ -116,6 +116,7 @@ class Registry:
 
     def __init__(self, path, timeout_s=10.0):
         self.path = str(path)
+        self._tx_depth = 0       # nesting of transaction() / _tx() blocks
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -340,20 +341,31 @@ class Registry:
         return self._db.execute("SELECT boot_unix_ms FROM anchors WHERE device_id=? AND boot=?",
                                 (device_id, boot)).fetchone()[0]
 
+    def transaction(self):
+        """One transaction around several calls (`with reg.transaction(): ...`): the methods that
+        write join it instead of committing on their own, so a batch of them costs one commit (one
+        WAL sync). Everything in it is rolled back if the block raises."""
+        return _Tx(self)
+
     def _tx(self):
-        return _Tx(self._db)
+        return _Tx(self)
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK (the connection runs in autocommit mode)."""
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK (the connection runs in autocommit mode); nested ones join
+    the outermost."""
 
-    def __init__(self, db):
-        self._db = db
+    def __init__(self, reg):
+        self._reg = reg
 
     def __enter__(self):
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        if self._reg._tx_depth == 0:
+            self._reg._db.execute("BEGIN IMMEDIATE")
+        self._reg._tx_depth += 1
+        return self._reg._db
 
     def __exit__(self, exc_type, exc, tb):
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        self._reg._tx_depth -= 1
+        if self._reg._tx_depth == 0:
+            self._reg._db.execute("ROLLBACK" if exc_type else "COMMIT")
         return False

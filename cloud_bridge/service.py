@@ -5,18 +5,26 @@ gets a signed receipt naming them (`bms/<device>/down/receipt`, QoS 1, coalesced
 `receipt_interval_ms`); only then does the board forget them. Frames refused as replays are named too:
 they are copies of frames already stored (a resend), and naming them stops the resending.
 
-Three threads, each with one job: paho's network thread queues messages (mqtt_consumer); the main
-loop verifies, decodes and maps them into a batch and owns the registry and the reject store (SQLite
-connections stay in one thread); a writer thread writes one batch at a time to the database, with
-retries, while the main loop builds the next (so decoding overlaps the database's latency). When a batch
-comes back written, the main loop records it and acknowledges its messages. Every message is
-acknowledged only after everything it caused is durable (its points confirmed by the database, or its
-reject recorded), and acknowledgements go out in receive order.
+Threads, each with one job: paho's network thread queues messages (mqtt_consumer); the main loop
+verifies, decodes and maps them into a batch and owns the registry and the reject store (SQLite
+connections stay in one thread); `influx.writes_in_flight` writer threads (each with its own database
+connection) write batches to the database, with retries, while the main loop builds the next (so
+decoding overlaps the database's latency, and with two or more writes in flight the database works on
+one batch while it answers the other: a single write at a time leaves it waiting for the network round
+trip and for us, measured in docs/bridge-throughput.md). Batches are completed strictly in the order
+they were made: when the oldest comes back written, the main loop records it (replay windows, last seen,
+status: one registry transaction) and acknowledges its messages. Every message is acknowledged only
+after everything it caused is durable (its points confirmed by the database, or its reject recorded),
+and acknowledgements go out in receive order. If a batch is not written (we are stopping), neither it
+nor any later batch is acknowledged or has its replay windows stored, even if a later one was written:
+its windows include the unwritten one's frames, which must be accepted again when the broker
+redelivers them; rewriting the later one's points then is harmless (writes are idempotent).
 
     bridge = Bridge(settings.load("bridge.toml")); bridge.run()     # until bridge.stop()
 
 Run it with `cloud-bridge run --config bridge.toml` (cloud_bridge/cli_run.py).
 """
+import collections
 import os
 import queue
 import socket
@@ -43,7 +51,8 @@ def _now_ms():
 
 class _Job:
     """One batch on its way to the database and back."""
-    __slots__ = ("entries", "acks", "seen", "status", "windows", "named", "results", "stopped", "t0")
+    __slots__ = ("entries", "acks", "seen", "status", "windows", "named", "results", "stopped", "t0",
+                 "written")
 
     def __init__(self, entries, acks, seen, status, windows, named):
         self.entries = entries
@@ -54,10 +63,14 @@ class _Job:
         self.named = named        # device -> {boot: [seq]} to name in receipts once written
         self.results = None
         self.stopped = False
+        self.written = False      # the writer thread is done with it (set by the main loop)
         self.t0 = time.monotonic()
 
 
 class Bridge:
+    """backend: a database writer, or a list of them, to use instead of influx.writes_in_flight
+    writers from make_writer(settings.influx) (tests): one writer thread per back end."""
+
     def __init__(self, settings, log=None, backend=None, consumer=None):
         self.s = settings
         self.log = log or _log.get()
@@ -69,8 +82,11 @@ class Bridge:
         self.verifier = Verifier(self.registry, settings.mqtt.topic_root, b.replay_window)
         self._stop = threading.Event()
         inf = settings.influx
-        self.backend = backend or make_writer(inf)
-        self.batcher = Batcher(self.backend, inf.batch_points, inf.flush_ms, inf.retry_min_s,
+        if backend is not None:
+            self.backends = list(backend) if isinstance(backend, (list, tuple)) else [backend]
+        else:
+            self.backends = [make_writer(inf) for _ in range(inf.writes_in_flight)]
+        self.batcher = Batcher(self.backends[0], inf.batch_points, inf.flush_ms, inf.retry_min_s,
                                inf.retry_max_s, metrics=self.metrics, should_stop=self._stop.is_set,
                                log=self.log)
         self.consumer = consumer or MqttConsumer(settings.mqtt, self.log)
@@ -81,11 +97,11 @@ class Bridge:
         self._to_confirm = {}    # device -> {boot: set(seq)}: durable, receipt not yet sent
         self._last_receipt = {}  # device -> monotonic s of its last receipt
         self._newest_ms = None   # device time of the newest sample mapped (lag metric)
-        self._jobs = queue.Queue(maxsize=1)
+        self._jobs = queue.Queue()
         self._done = queue.Queue()
-        self._inflight = None    # the _Job the writer thread has
+        self._inflight = collections.deque()   # _Jobs handed to the writers, oldest first
         self._unwritten = 0      # messages left un-acked because we stopped before writing them
-        self._writer_thread = None
+        self._writer_threads = []
         self._next_metrics = time.monotonic() + b.metrics_interval_s
         self._next_sweep = time.monotonic() + SILENCE_SWEEP_S
 
@@ -96,15 +112,21 @@ class Bridge:
     def run(self):
         self.log.info("bridge starting", extra={"instance": self.instance, "topic": self.consumer.topic,
                                                 "settings": self.s.redacted()})
-        self._writer_thread = threading.Thread(target=self._writer_loop, name="influx-writer",
-                                               daemon=True)
-        self._writer_thread.start()
+        self.start_writers()
         self.consumer.start()
         try:
             while not self._stop.is_set():
                 self.step()
         finally:
             self._shutdown()
+
+    def start_writers(self):
+        """One writer thread per back end (run() does this; tests that drive step() call it)."""
+        for i, backend in enumerate(self.backends):
+            t = threading.Thread(target=self._writer_loop, args=(backend,), name="influx-writer-%d" % i,
+                                 daemon=True)
+            t.start()
+            self._writer_threads.append(t)
 
     def _shutdown(self):
         # One last try to write what was read (the database may be down: the write then gives up
@@ -115,8 +137,11 @@ class Bridge:
                 self._dispatch()
                 self._wait_inflight()
         finally:
-            self._jobs.put(None)
-            self._writer_thread.join(30)
+            for _ in self._writer_threads:
+                self._jobs.put(None)
+            deadline = time.monotonic() + 30
+            for t in self._writer_threads:
+                t.join(max(0.0, deadline - time.monotonic()))
             self._send_receipts(force=True)
             unacked = self._unwritten + self._unacked()
             if unacked:
@@ -132,7 +157,7 @@ class Bridge:
         self._collect()
         wait = self.batcher.seconds_until_due()
         wait = max_wait_s if wait is None else min(wait, max_wait_s)
-        if self._inflight is not None:
+        if self._inflight:
             wait = min(wait, 0.01)
         q = self.consumer.messages
         try:
@@ -149,17 +174,16 @@ class Bridge:
                 msg = q.get_nowait()
             except queue.Empty:
                 msg = None
-        due = self.batcher.due() or bool(self._acks and not len(self.batcher))
-        self._collect(dispatch_next=due)
-        self.metrics.queue_depth = self._unacked() + q.qsize()
         if self.batcher.due() or (self._acks and not len(self.batcher)):
-            if self._inflight is None:
-                self._dispatch()
-            else:
-                # One batch in flight at a time (order and backpressure); the next one goes to the
-                # writer as soon as the last is written, before that one's bookkeeping (registry and
-                # window commits, acks), so the database never waits for our SQLite commits.
-                self._wait_inflight(dispatch_next=True)
+            # At most writes_in_flight batches at the writers (order and backpressure). When they are
+            # all busy we wait for the oldest; the next batch goes to a writer as soon as one is free,
+            # before the written batch's bookkeeping (registry commit, acks), so the database never
+            # waits for our SQLite commits.
+            if len(self._inflight) >= len(self.backends):
+                self._wait_oldest_written()
+            self._dispatch()
+        self._collect()
+        self.metrics.queue_depth = self._unacked() + q.qsize()
         self._send_receipts()
         now = time.monotonic()
         if now >= self._next_sweep:
@@ -170,7 +194,7 @@ class Bridge:
             self._emit_metrics()
 
     def _unacked(self):
-        return len(self._acks) + (len(self._inflight.acks) if self._inflight else 0)
+        return len(self._acks) + sum(len(job.acks) for job in self._inflight)
 
     # --- per message ---
     def handle(self, msg):
@@ -183,6 +207,7 @@ class Bridge:
             if v.reason is not None:
                 self._reject(v.reason, msg, v.device, v.detail)
                 return
+            points = None
             if v.offline:
                 lines = [mapper.to_line(p) for p in mapper.map_offline(v.tags, "will", msg.recv_ms)]
                 self._status.append((v.device, False, "will", msg.recv_ms, None, None))
@@ -190,8 +215,10 @@ class Bridge:
                 self._seen[v.device] = msg.recv_ms
                 d = v.frame
                 if v.topic_kind == "telemetry":
-                    # the hot path: lines straight from the samples (mapper.telemetry_lines)
-                    lines = mapper.telemetry_lines(d, v.tags, v.anchor_ms)
+                    # the hot path: the frame's lines as one piece of text, straight from the samples
+                    # (mapper.telemetry_text; writer.Batcher takes pieces with their point count)
+                    text, points = mapper.telemetry_text(d, v.tags, v.anchor_ms)
+                    lines = [text] if points else []
                     t_ms = mapper.last_sample_ms(d, v.anchor_ms)
                     if t_ms is not None and (self._newest_ms is None or t_ms > self._newest_ms):
                         self._newest_ms = t_ms
@@ -205,27 +232,27 @@ class Bridge:
             self.log.exception("internal error on a message", extra={"topic": msg.topic[:200]})
             self._reject("internal", msg, None, "%s: %s" % (type(e).__name__, e))
             return
-        self.batcher.add(lines, msg)
+        self.batcher.add(lines, msg, points)
 
     def _reject(self, reason, msg, device, detail):
         self.metrics.reject(reason)
         self.rejects.add(reason, msg.topic, msg.payload, device=device, detail=detail, t_ms=msg.recv_ms)
 
-    # --- batches: dispatch to the writer thread, complete when written ---
+    # --- batches: dispatch to the writer threads, complete in order when written ---
     def _dispatch(self):
         job = _Job(self.batcher.take(), self._acks, self._seen, self._status,
                    self.verifier.take_pending(), self._named)
         self._acks, self._seen, self._status, self._named = [], {}, [], {}
-        self._inflight = job
+        self._inflight.append(job)
         self._jobs.put(job)
 
-    def _writer_loop(self):
+    def _writer_loop(self, backend):
         while True:
             job = self._jobs.get()
             if job is None:
                 return
             try:
-                job.results = self.batcher.write(job.entries)
+                job.results = self.batcher.write(job.entries, backend)
             except Stopped:
                 job.stopped = True
             except Exception as e:
@@ -236,30 +263,32 @@ class Bridge:
                 self._stop.set()
             self._done.put(job)
 
-    def _collect(self, timeout_s=0.0, dispatch_next=False):
-        """Complete the in-flight batch if the writer is done with it; True when none is left.
-
-        dispatch_next: hand the batch being built to the writer first, then complete the written one
-        (its acks still go out before any of the next batch's, which completes later)."""
-        if self._inflight is None:
-            return True
-        try:
-            job = self._done.get(timeout=timeout_s) if timeout_s else self._done.get_nowait()
-        except queue.Empty:
-            return False
-        self._inflight = None
-        if dispatch_next and not job.stopped:
-            self._dispatch()
-            dispatch_next = False
-        self._complete(job)
-        if dispatch_next:
-            self._dispatch()     # after a batch that was not written: in the original order
+    def _oldest_written(self, timeout_s=0.0):
+        """True when the oldest batch in flight is back from its writer (waiting at most timeout_s)."""
+        oldest = self._inflight[0]
+        deadline = time.monotonic() + timeout_s
+        while not oldest.written:
+            left = deadline - time.monotonic()
+            try:
+                job = self._done.get(timeout=left) if left > 0 else self._done.get_nowait()
+            except queue.Empty:
+                return False
+            job.written = True       # any batch: they come back in any order, complete in order
         return True
 
-    def _wait_inflight(self, dispatch_next=False):
+    def _collect(self, timeout_s=0.0):
+        """Complete the written batches at the head of the line, oldest first (a later one waits for
+        every earlier one). True when none is left in flight."""
+        while self._inflight and self._oldest_written(timeout_s):
+            self._complete(self._inflight.popleft())
+            timeout_s = 0.0
+        return not self._inflight
+
+    def _wait_oldest_written(self):
+        """Block until the oldest batch in flight is back from its writer (the database may be slow
+        or away: we acknowledge nothing meanwhile, the broker holds the rest)."""
         retries0 = self.metrics.write_retries
-        while not self._collect(0.1, dispatch_next):
-            # the database is slow or away: we acknowledge nothing, the broker holds the rest
+        while not self._oldest_written(0.1):
             self.metrics.queue_depth = self._unacked() + self.consumer.messages.qsize()
             now = time.monotonic()
             if now >= self._next_metrics:
@@ -267,9 +296,16 @@ class Bridge:
                 self.log.info("metrics", extra=dict(self.metrics.summary(),
                                                     db_down=self.metrics.write_retries > retries0))
 
+    def _wait_inflight(self):
+        """Block until every batch in flight is completed."""
+        while self._inflight:
+            self._wait_oldest_written()
+            self._complete(self._inflight.popleft())
+
     def _complete(self, job):
-        if job.stopped:
-            # not written: no acks, no windows; the broker redelivers them to the next run
+        if job.stopped or self._unwritten:
+            # Not written (or an earlier batch was not): no acks, no windows; the broker redelivers
+            # them to the next run. A later batch's windows hold the unwritten one's frames too.
             self.verifier.forget(job.windows)
             self._unwritten += len(job.acks)
             return
@@ -284,11 +320,19 @@ class Bridge:
                 self._reject("db_rejected", tag, None, refusal)
         self.metrics.frames_stored += stored
         self.metrics.points_stored += points
-        self.rejects.flush()
-        self.verifier.commit(job.windows)
-        self.registry.record_seen(job.seen)
-        for device, online, source, t_ms, fw, ch in job.status:
-            self.registry.set_status(device, online, source, t_ms, fw, ch)
+        try:
+            self.rejects.flush()
+            # replay windows, last seen and status in one registry transaction (one commit a batch)
+            with self.registry.transaction():
+                self.verifier.commit(job.windows)
+                self.registry.record_seen(job.seen)
+                for device, online, source, t_ms, fw, ch in job.status:
+                    self.registry.set_status(device, online, source, t_ms, fw, ch)
+        except BaseException:
+            # (SQLite trouble: we stop.) Not acknowledged, so no later batch may be either.
+            self.verifier.forget(job.windows)
+            self._unwritten += len(job.acks)
+            raise
         for msg in job.acks:
             self.consumer.ack(msg)
         for device, boots in job.named.items():

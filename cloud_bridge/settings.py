@@ -87,6 +87,11 @@ class InfluxSettings:
     flush_ms: int = field(default=200, metadata=_ck(_rng(1, 600000)))
     retry_min_s: float = field(default=0.2, metadata=_ck(_rng(0.01, 60)))
     retry_max_s: float = field(default=10.0, metadata=_ck(_rng(0.01, 3600)))
+    # Batches written at the same time, each by its own thread on its own connection. With one, the
+    # database idles while a write's answer travels back and while we hand it the next; two let it
+    # parse one batch while it commits the other (docs/bridge-throughput.md). Order still holds where
+    # it matters: batches are acknowledged and their replay windows stored strictly in turn.
+    writes_in_flight: int = field(default=2, metadata=_ck(_rng(1, 16)))
 
 
 @dataclass(frozen=True)

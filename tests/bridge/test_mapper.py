@@ -94,3 +94,14 @@ def test_line_protocol_escaping_and_types():
          {"mv": 3300, "v": 3.3, "fw": 'say "hi"\\', "ok": True}, 17)
     assert mapper.to_line(p) == ('my\\ meas,device=a\\ b,group=g\\=1,site=x\\,y '
                                  'mv=3300i,v=3.3,fw="say \\"hi\\"\\\\",ok=true 17')
+
+
+def test_telemetry_text_is_the_frame_lines_in_one_string_with_their_count():
+    tags = {"device": "bms-0001", "site": "100%", "group": "-", "board": "sim"}   # % in a tag value
+    b = Board("bms-0001", cells=13, temps=2)
+    d = frame.decode(b.telemetry(7), "bms-0001", KEY)
+    text, points = mapper.telemetry_text(d, tags)
+    lines = [mapper.to_line(p) for p in mapper.map_telemetry(d, tags)]
+    assert text == "\n".join(lines) and points == len(lines) == 7 * (1 + 13 + 2)
+    empty = dict(d, samples=[])
+    assert mapper.telemetry_text(empty, tags) == ("", 0) and mapper.telemetry_lines(empty, tags) == []

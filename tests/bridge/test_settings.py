@@ -38,6 +38,8 @@ def test_json_file(tmp_path):
     ('[influx]\napi = "v3"\n', {}, "influx.api"),
     ('[influx]\nurl = "ftp://x"\n', {}, "influx.url"),
     ('[bridge]\nreplay_window = 65\n', {}, "bridge.replay_window"),
+    ('[influx]\nwrites_in_flight = 0\n', {}, "influx.writes_in_flight"),
+    ("", {"CLOUD_BRIDGE_INFLUX_WRITES_IN_FLIGHT": "17"}, "influx.writes_in_flight"),
     ('[bridge]\nnope = 1\n', {}, "bridge.nope"),
     ('[mqtt]\nshare_group = "a/b"\n', {}, "mqtt.share_group"),
     ('[mqtt]\nreconnect_min_s = 9.0\nreconnect_max_s = 1.0\n', {}, "mqtt.reconnect_min_s"),
