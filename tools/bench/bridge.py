@@ -4,10 +4,14 @@ One run, one set of real servers on loopback (mosquitto, InfluxDB 1.x, both star
 folder), the same telemetry frames (10 samples x 16 cells + 3 thermistors, signed, from many device
 identities) through four paths, repeated and interleaved so that machine noise hits them alike:
   null   a do-nothing paho subscriber (QoS 1, shared subscription) receiving the frames: the broker's pace;
-  raw    POST /write of the very line protocol the bridge writes, in batches of the bridge's size:
-         the database's pace;
+  raw    POST /write of the very line protocol the bridge writes, in batches of the bridge's size, over
+         as many connections as the bridge keeps writes in flight (and over one, for comparison):
+         the database's pace; timed like the bridge, until the same poller sees every point;
   bridge `python -m cloud_bridge run` (a subprocess): publish -> every point queryable;
   two    two bridge processes in one shared-subscription group (DESIGN.md decision 11).
+On a machine with 2+ cores, raw and bridge run again with InfluxDB pinned to CPU 0 and everything else
+to the other CPUs (sched_setaffinity on every thread): whether the bridge keeps the database's pace
+when it does not take the database's CPU, as deployed.
 Then publish-to-queryable latency at 1,000 device identities, one sample per second each.
 CPU seconds come from /proc/<pid>/stat (utime + stime) of each process over its phase.
 
@@ -33,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion      # noqa: E402
 
 from cloud_bridge import mapper                     # noqa: E402
 from cloud_bridge.registry import Registry          # noqa: E402
+from cloud_bridge.settings import InfluxSettings    # noqa: E402
 from cloud_bridge.writer import V1Writer            # noqa: E402
 from firmware.comms import frame                    # noqa: E402
 from tests.bridge.frames import KEY, Board          # noqa: E402
@@ -132,16 +137,55 @@ def fresh_db(db):
     time.sleep(0.5)          # let InfluxDB finish dropping the last phase's shards before timing
 
 
-def run_raw(db, lines, batch_points):
+POLL_S = 0.02      # how often both phases ask InfluxDB whether every point is queryable
+
+
+def run_raw(db, lines, batch_points, want, writers=1):
+    """POST /write of the lines in batches of batch_points over `writers` connections at once (each
+    takes the next batch when its last one is answered), timed like the bridge phase: until the same
+    poller sees every pack point queryable. The poll costs InfluxDB CPU, so both phases pay it."""
     fresh_db(db)
-    w = V1Writer(db.url, "bms")
+    batches = [lines[i:i + batch_points] for i in range(0, len(lines), batch_points)]
+    nxt = [0]
+    lock = threading.Lock()
+    errors = []
+
+    def writer():
+        w = V1Writer(db.url, "bms")
+        try:
+            while True:
+                with lock:
+                    k = nxt[0]
+                    nxt[0] += 1
+                if k >= len(batches):
+                    return
+                w.write(batches[k])
+        except Exception as e:          # reported below: a failed write must not pass as a fast one
+            errors.append(e)
+        finally:
+            w.close()
     cpu0 = cpu_s(db.proc.pid)
     t0 = time.perf_counter()
-    for i in range(0, len(lines), batch_points):
-        w.write(lines[i:i + batch_points])
+    threads = [threading.Thread(target=writer, daemon=True) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: errors or db.count("bms", "pack", "stack_mv") >= want, 300, "raw /write", POLL_S)
     dt = time.perf_counter() - t0
-    w.close()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise RuntimeError("raw /write failed: %r" % errors[0])
     return dt, cpu_s(db.proc.pid) - cpu0
+
+
+def pin(pids, cpus):
+    """Restrict every thread of these processes to `cpus` (threads they start later inherit it)."""
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:              # a thread that just ended
+                pass
 
 
 def run_bridges(db, broker, bridges, items, samples):
@@ -155,7 +199,7 @@ def run_bridges(db, broker, bridges, items, samples):
     pub = Publisher(broker, PUB_USER, PUB_PW, client_id="bench-pub-bridge")
     t0 = time.perf_counter()
     pub.publish_all([(t, p) for t, p, _ in items], timeout_s=300)
-    wait_until(lambda: db.count("bms", "pack", "stack_mv") >= want, 300, "bridge catch-up", 0.02)
+    wait_until(lambda: db.count("bms", "pack", "stack_mv") >= want, 300, "bridge catch-up", POLL_S)
     dt = time.perf_counter() - t0
     cpu = {k: sum(cpu_s(p) for p in v) - sum(cpu0[k]) for k, v in pids.items()}
     cpu["publisher+poller"] = time.process_time() - self0
@@ -288,33 +332,66 @@ def measure(quick=False, log=print):
                                      cfg["repeat"]))
         b1.start()
         bridges.append(b1)
+        # raw /write with as many connections as the bridge keeps writes in flight: the same use of
+        # the database (one connection, the old bridge's way, is measured too, for comparison)
+        writers = InfluxSettings().writes_in_flight
+        out["raw_writers"] = writers
+        everyone = set(range(os.cpu_count() or 1))
+        split = len(everyone) >= 2
+        db_cpus, rest_cpus = {0}, everyone - {0}
+        out["split"] = {"db_cpus": sorted(db_cpus), "rest_cpus": sorted(rest_cpus)} if split else None
         rounds = []
         for r in range(cfg["repeat"]):
             items = fleet.frames(n, samples)
             t_null = run_null(broker, items)
             raw_lines = lines_of(items)
+            want = n * samples
             items = fleet.frames(n, samples)          # fresh seqs: the bridge accepts each frame once
+            t_raw1, _ = run_raw(db, raw_lines, cfg["batch_points"], want, 1)
             if r % 2 == 0:                            # alternate the order: no phase always goes first
-                t_raw, raw_cpu = run_raw(db, raw_lines, cfg["batch_points"])
+                t_raw, raw_cpu = run_raw(db, raw_lines, cfg["batch_points"], want, writers)
                 t_br, cpu = run_bridges(db, broker, [b1], items, samples)
             else:
                 t_br, cpu = run_bridges(db, broker, [b1], items, samples)
-                t_raw, raw_cpu = run_raw(db, raw_lines, cfg["batch_points"])
-            row = {"null_fps": n / t_null, "raw_fps": n / t_raw, "bridge_fps": n / t_br,
+                t_raw, raw_cpu = run_raw(db, raw_lines, cfg["batch_points"], want, writers)
+            row = {"null_fps": n / t_null, "raw_fps": n / t_raw, "raw1_fps": n / t_raw1, "bridge_fps": n / t_br,
                    "bridge_cpu_s_per_1000": cpu["bridge"] / n * 1000,
                    "influxd_cpu_s_per_1000": cpu["influxd"] / n * 1000,
                    "mosquitto_cpu_s_per_1000": cpu["mosquitto"] / n * 1000,
                    "publisher_cpu_s_per_1000": cpu["publisher+poller"] / n * 1000,
                    "raw_influxd_cpu_s_per_1000": raw_cpu / n * 1000}
+            if split:
+                # The same two phases with the database on a core of its own and everything else
+                # (publisher, mosquitto, the bridge, this process) on the others, as deployed (DESIGN.md
+                # decision 11): does the bridge keep the database's pace when it does not take its CPU?
+                pin([db.proc.pid], db_cpus)
+                pin([os.getpid(), broker.proc.pid, b1.proc.pid], rest_cpus)
+                try:
+                    items = fleet.frames(n, samples)
+                    if r % 2 == 0:
+                        t_rawp, _ = run_raw(db, raw_lines, cfg["batch_points"], want, writers)
+                        t_brp, _ = run_bridges(db, broker, [b1], items, samples)
+                    else:
+                        t_brp, _ = run_bridges(db, broker, [b1], items, samples)
+                        t_rawp, _ = run_raw(db, raw_lines, cfg["batch_points"], want, writers)
+                finally:
+                    pin([db.proc.pid, os.getpid(), broker.proc.pid, b1.proc.pid], everyone)
+                row.update({"split_raw_fps": n / t_rawp, "split_bridge_fps": n / t_brp})
             rounds.append(row)
-            log("bridge round %d: null %.0f, raw /write %.0f, bridge %.0f frames/s; bridge CPU %.2f s"
-                " per 1000 frames" % (r + 1, row["null_fps"], row["raw_fps"], row["bridge_fps"],
-                                      row["bridge_cpu_s_per_1000"]))
+            log("bridge round %d: null %.0f, raw /write %.0f (1 connection %.0f), bridge %.0f frames/s; bridge"
+                " CPU %.2f s per 1000 frames%s" % (
+                    r + 1, row["null_fps"], row["raw_fps"], row["raw1_fps"], row["bridge_fps"],
+                    row["bridge_cpu_s_per_1000"],
+                    "; database on its own core: raw %.0f, bridge %.0f" % (row["split_raw_fps"], row["split_bridge_fps"])
+                    if split else ""))
         out["rounds"] = rounds
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         out["median"] = med
         out["ratio_null"] = statistics.median(r["bridge_fps"] / r["null_fps"] for r in rounds)
         out["ratio_raw"] = statistics.median(r["bridge_fps"] / r["raw_fps"] for r in rounds)
+        out["ratio_raw1"] = statistics.median(r["bridge_fps"] / r["raw1_fps"] for r in rounds)
+        if split:
+            out["ratio_split"] = statistics.median(r["split_bridge_fps"] / r["split_raw_fps"] for r in rounds)
         out["fields_per_s"] = med["bridge_fps"] * fields
 
         out["latency"] = []

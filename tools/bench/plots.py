@@ -16,6 +16,8 @@ def bridge_png(b, path):
     series = [("do-nothing subscriber", [r["null_fps"] for r in rounds]),
               ("raw /write", [r["raw_fps"] for r in rounds]),
               ("bridge", [r["bridge_fps"] for r in rounds]),
+              ("raw /write, database on its own core", [r["split_raw_fps"] for r in rounds if "split_raw_fps" in r]),
+              ("bridge, database on its own core", [r["split_bridge_fps"] for r in rounds if "split_bridge_fps" in r]),
               ("two bridges", [t["fps"] for t in b.get("two", [])]),
               ("bridge into do-nothing /write", [c["fps"] for c in b.get("ceiling", [])])]
     series = [(name, ys) for name, ys in series if ys]
