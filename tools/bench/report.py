@@ -99,7 +99,8 @@ def _firmware(f, quick):
            " (`tools/bench/vm/test_bench_fw.py` and `tools/heap_live.mjs`: the real driver, app and comms"
            " on the emulated 16-cell chip, simulated time; MQTT is a loopback stand-in in the VM that"
            " acknowledges every publish and, playing the bridge, answers each frame with a signed"
-           " delivery receipt; the stand-in itself allocates nothing)." % cmd, ""]
+           " delivery receipt; what the stand-in allocates for that is counted apart and not charged to the"
+           " firmware)." % cmd, ""]
     rm = f["register_minimum"]
     out += ["| Figure | Measured | Target or bound |", "| --- | --- | --- |"]
     out.append("| Compiled firmware (.mpy, xtensawin) | %s bytes in %d modules | - |"
