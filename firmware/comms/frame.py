@@ -507,10 +507,8 @@ def encode_receipts(device_id, key, boot, seqs):
     return out
 
 
-def check_receipt(b, device_id, key):
-    """Verify a receipt's tag and shape; return (boot, n_runs). FrameError subclasses on failure.
-
-    On the board this is the only allocation a receipt costs (the HMAC); receipt_has() reads in place."""
+def _check_start(b):
+    """Length and version, the first checks of every frame read; returns the length."""
     n = len(b)
     if n > MAX_FRAME:
         raise Oversized("%d bytes > %d" % (n, MAX_FRAME))
@@ -518,6 +516,14 @@ def check_receipt(b, device_id, key):
         raise Truncated("%d bytes" % n)
     if b[0] != VERSION:
         raise UnknownVersion("version %d" % b[0])
+    return n
+
+
+def check_receipt(b, device_id, key):
+    """Verify a receipt's tag and shape; return (boot, n_runs). FrameError subclasses on failure.
+
+    On the board this is the only allocation a receipt costs (the HMAC); receipt_has() reads in place."""
+    n = _check_start(b)
     if b[1] != KIND_RECEIPT:
         raise UnknownKind("not a receipt: kind %d" % b[1])
     if n < RECEIPT_HDR + 5 + TAG_LEN:
@@ -615,13 +621,7 @@ class _Reader:
 
 def peek_header(b):
     """Version, kind, flags and (boot, seq) or counter, without a key: for routing and counting only."""
-    n = len(b)
-    if n > MAX_FRAME:
-        raise Oversized("%d bytes > %d" % (n, MAX_FRAME))
-    if n < 2:
-        raise Truncated("%d bytes" % n)
-    if b[0] != VERSION:
-        raise UnknownVersion("version %d" % b[0])
+    n = _check_start(b)
     kind = b[1]
     if KIND_TELEMETRY <= kind <= KIND_ACK:
         if n < _HDR + TAG_LEN or ((b[2] & FLAG_WALL) and n < _HDR_WALL + TAG_LEN):
