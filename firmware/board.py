@@ -3,7 +3,7 @@
     from firmware import board
     b = board.load("boards/sim16_lfp.json")      # dict, validated (ValueError names the key)
 
-`overrides(b)` gives the config keys a board fixes (cell count, shunt, capacity, thermistor count).
+`overrides(b)` gives the config keys a board fixes (cell count, shunt, capacity, thermistor pins).
 """
 import json
 
@@ -34,9 +34,12 @@ def check(b):
     th = b.get("thermistors")
     if not isinstance(th, list) or len(th) > 3:
         _bad("thermistors", th, "must be a list of at most 3 pin names (TS1, TS2, TS3)")
+    if not th:
+        # Without a cell thermistor neither the chip nor the firmware has any temperature protection.
+        _bad("thermistors", th, "must name at least one cell thermistor pin (TS1, TS2 or TS3)")
     for t in th:
-        if t not in ("TS1", "TS2", "TS3"):
-            _bad("thermistors", th, "entries must be TS1, TS2 or TS3")
+        if t not in ("TS1", "TS2", "TS3") or th.count(t) != 1:
+            _bad("thermistors", th, "entries must be distinct pin names TS1, TS2 or TS3")
     vc = b.get("vc_inputs")
     if vc is not None:
         if not isinstance(vc, list) or len(vc) != b["cell_count"]:
@@ -68,12 +71,21 @@ def load(path):
         return check(json.load(f))
 
 
+def ts_pins(names):
+    """Thermistor pin names -> bitmask (bit0 TS1, bit1 TS2, bit2 TS3); sample slots follow pin order."""
+    mask = 0
+    for t in names:
+        mask |= 1 << (int(t[2]) - 1)
+    return mask
+
+
 def overrides(b):
     """Config keys fixed by the board's hardware."""
     out = {
         "chemistry": b["chemistry"],
         "cell_count": b["cell_count"],
         "temp_count": len(b["thermistors"]),
+        "temp_pins": ts_pins(b["thermistors"]),
         "shunt_uohm": b["shunt_uohm"],
         "capacity_mah": b["capacity_mah"],
     }

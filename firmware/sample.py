@@ -46,7 +46,7 @@ class Sample:
         self.pack_mv = 0                        # PACK pin (mV)
         self.ld_mv = 0                          # LD pin (mV)
         self.current_ma = 0                     # CC2 current, + charge / - discharge (mA)
-        self.temp_dc = array("h", [0] * temp_count)  # cell thermistors TS1..TSn (0.1 degC)
+        self.temp_dc = array("h", [0] * temp_count)  # the configured TS pins in order, e.g. TS1, TS3 (0.1 degC)
         self.int_temp_dc = 0                    # AFE die temperature (0.1 degC)
         self.safety_alert = 0                   # Safety Alert A | B<<8 | C<<16
         self.safety_status = 0                  # Safety Status A | B<<8 | C<<16

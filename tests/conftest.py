@@ -37,6 +37,17 @@ def sim_clock():
         CLOCK.real()
 
 
+@pytest.fixture
+def sim():
+    """simclock.CLOCK in simulated time (from where it stands); back to real time afterwards unless it
+    was simulated already (the emulator, pack and balancing tests)."""
+    was = CLOCK.simulated
+    CLOCK.simulate()
+    yield CLOCK
+    if not was:
+        CLOCK.real()
+
+
 def _print_logs(brokers):
     # Shown by pytest only when the test failed ("Captured stdout teardown").
     for b in brokers:

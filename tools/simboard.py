@@ -92,7 +92,10 @@ class SimBoard:
         from tools.emulator import make_emulated_board
         c = self.cfg
         po = dict(kw.pop("pack_options", {}))
-        po.setdefault("thermal_nodes", max(1, c["temp_count"]))
+        if "thermal_nodes" not in po:
+            po.setdefault("ts_pins", list(self.board["thermistors"]))   # thermal nodes on the named pins
+        if self.board.get("vc_inputs"):
+            po.setdefault("vc_inputs", list(self.board["vc_inputs"]))
         return make_emulated_board(cells=c["cell_count"], chemistry=c["chemistry"].upper(),
                                    capacity_mah=c["capacity_mah"], seed=seed, soc=soc,
                                    sense_mohm=c["shunt_uohm"] / 1000.0, pack_options=po, **kw)

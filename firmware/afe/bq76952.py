@@ -11,8 +11,9 @@ Settings keys (dict of ints in fixed units; absent keys take the defaults in bq7
 ranges, units and rounding in docs/afe-driver.md): cell_count, vcell_mode, shunt_uohm, user_amps_ma,
 cov_mv, cov_delay_ms, cov_hyst_mv, cuv_mv, cuv_delay_ms, cuv_hyst_mv, occ_ma, occ_delay_ms, ocd1_ma,
 ocd1_delay_ms, ocd2_ma, ocd2_delay_ms, scd_ma, scd_delay_us, otc_dc, otd_dc, utc_dc, utd_dc, otint_dc,
-temp_recovery_dc, temp_delay_s, recovery_time_s, ts_count, balance_max_cells, balance_allow_adjacent,
-host_watchdog_s, sleep_current_ma, sleep_allowed, alarm_enable.
+temp_recovery_dc, temp_delay_s, recovery_time_s, ts_pins, balance_max_cells, balance_allow_adjacent,
+host_watchdog_s, sleep_current_ma, sleep_allowed, sleep_chg_fet, balance_no_sleep, balance_in_sleep,
+alarm_enable.
 
 Errors: ValueError for bad settings or requests, raised before the bus is touched; OSError for bus,
 CRC, checksum and timeout trouble (errno ENODEV, EIO, ETIMEDOUT or EACCES, with a message).
@@ -29,19 +30,20 @@ from firmware.sample import (TEMP_INVALID_DC, TRIP_AFE_OT, TRIP_CELL_OV, TRIP_CE
                              TRIP_SHORT)
 
 # Burst layout of read(): four transactions cover everything a sample needs. 0x08/0x09 are not
-# documented, so the burst over the status bytes stops at 0x07 and the next starts at PF Alert A.
+# documented, so the burst over the status bytes stops at 0x07; the next starts at PF Status A (PF
+# Alert A at 0x0A is not used), giving the register map's bound of 76 bytes in 4 transactions.
 _B1_REG = const(0x02)       # Safety Alert/Status A..C, 0x02..0x07
 _B1_LEN = const(6)
 _B1_OFF = const(0)
-_B2_REG = const(0x0A)       # PF Alert/Status A..D, Battery Status, cells 1..16, stack, PACK, LD, CC2
-_B2_LEN = const(50)         # 0x0A..0x3B
+_B2_REG = const(0x0B)       # PF Status A, PF Alert/Status B..D, Battery Status, cells 1..16, stack, PACK, LD, CC2
+_B2_LEN = const(49)         # 0x0B..0x3B
 _B2_OFF = const(6)
 _B3_REG = const(0x62)       # Alarm Status, Raw, Enable, internal temp, 3 pin temps, TS1..TS3
 _B3_LEN = const(20)         # 0x62..0x75
-_B3_OFF = const(56)
+_B3_OFF = const(55)
 _B4_REG = const(0x7F)       # FET Status
-_B4_OFF = const(76)
-_DATA_LEN = const(77)
+_B4_OFF = const(75)
+_DATA_LEN = const(76)
 
 _KELVIN_DC = const(2731)    # 0.1 K -> 0.1 degC: 273.15 K rounded half up at 0.1 K resolution
 
@@ -126,7 +128,8 @@ class BQ76952(Transport):
         self._amps_ma = 1                    # DA Configuration USER_AMPS (default 1 mA)
         self._uv_mv = 10                     # USER_VOLTS_CV = 1 (cV) by default and as configured
         self._set_cells(0xFFFF)              # Vcell Mode 0x0000 = all 16
-        self._ts_count = 1                   # TS1 is a cell thermistor by default (0x07)
+        self._ts_off = bytearray(3)          # data offset of the TS pin behind sample slot i
+        self._set_ts(0b001)                  # TS1 is a cell thermistor by default (0x07)
         self._max_cells = 1                  # Cell Balance Max Cells default
         self._adjacent = 0
         self._cb_mask = 0                    # balancing mask last applied (logical cells)
@@ -233,7 +236,11 @@ class BQ76952(Transport):
             got[R.DM_HWD_DELAY] = got[self._hwd_addr]
         self._amps_ma = (1, 1, 10, 100)[got[R.DM_DA_CONFIG] & 3]
         self._set_cells(got[R.DM_VCELL_MODE])
-        self._ts_count = sum(1 for i in range(3) if got[R.DM_TS1_CONFIG + i] == R.PIN_TS_CELL_18K)
+        ts = 0
+        for i in range(3):
+            if got[R.DM_TS1_CONFIG + i] == R.PIN_TS_CELL_18K:
+                ts |= 1 << i
+        self._set_ts(ts)
         self._max_cells = got[R.DM_CB_MAX_CELLS]
         self._adjacent = ctx["balance_allow_adjacent"]
         self._cb_mask = 0
@@ -254,6 +261,15 @@ class BQ76952(Transport):
         self._cell_inputs = bytearray([i for i in range(16) if vmode >> i & 1])
         self._cell_count = len(self._cell_inputs)
         self._cell_off = bytearray([_B2_OFF + R.CELL1_VOLTAGE - _B2_REG + 2 * i for i in self._cell_inputs])
+
+    def _set_ts(self, pins):
+        """Sample slot i reads the i-th thermistor pin in `pins` (bit0 TS1 .. bit2 TS3), e.g. TS1, TS3."""
+        n = 0
+        for i in range(3):
+            if pins >> i & 1:
+                self._ts_off[n] = _B3_OFF - _B3_REG + R.TS1_TEMPERATURE + 2 * i
+                n += 1
+        self._ts_n = n
 
     def set_crc(self, enabled):
         """Switch the chip's Comm Type (one CONFIG_UPDATE) and the driver's framing together."""
@@ -331,10 +347,11 @@ class BQ76952(Transport):
         raw_alarm = d[o + R.ALARM_RAW_STATUS] | (d[o + R.ALARM_RAW_STATUS + 1] << 8)
         sample.int_temp_dc = self._s16(o + R.INT_TEMPERATURE) - _KELVIN_DC
         temps = sample.temp_dc
+        ts_off = self._ts_off
         for i in range(sample.temp_count):
             t = TEMP_INVALID_DC
-            if i < self._ts_count:
-                t = self._s16(o + R.TS1_TEMPERATURE + 2 * i) - _KELVIN_DC
+            if i < self._ts_n:
+                t = self._s16(ts_off[i]) - _KELVIN_DC
                 if t <= self._tmin or t >= self._tmax:   # at or past the chip's table end
                     t = TEMP_INVALID_DC       # open or shorted thermistor
             temps[i] = t

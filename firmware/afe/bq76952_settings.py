@@ -23,6 +23,10 @@ TEMP_MAX_C = 120
 # CUV/COV delay setting range: [U] (1..2047 as in sibling TRMs; 0 would disable the protection).
 CV_DELAY_MAX = 2047
 
+# Data memory for the sleep/balancing interplay (reference section 3, S1 [V]).
+_DM_FET_OPTIONS = 0x9308         # 5 FET_INIT_OFF, 4 PDSG_EN, 3 FET_CTRL_EN, 2 HOST_FET_EN, 1 SLEEPCHG, 0 SFET
+_DM_BALANCING_CONFIG = 0x9335    # 4 CB_NO_CMD, 3 CB_NOSLEEP, 2 CB_SLEEP, 1 CB_RLX, 0 CB_CHG
+
 # Every key the driver understands, with the value used when the key is absent. Current keys
 # default to the chip's default code (given as a code, because mA depends on the shunt).
 DEFAULTS = {
@@ -39,10 +43,11 @@ DEFAULTS = {
     "otc_dc": 550, "otd_dc": 600, "utc_dc": 0, "utd_dc": 0, "otint_dc": 850,
     "temp_recovery_dc": 50, "temp_delay_s": 2,
     "recovery_time_s": 3,
-    "ts_count": 1,
+    "ts_pins": 0b001,           # thermistor pins fitted: bit0 TS1, bit1 TS2, bit2 TS3 (chip default: TS1)
     "balance_max_cells": 1, "balance_allow_adjacent": 0,
     "host_watchdog_s": 0,
     "sleep_current_ma": 20, "sleep_allowed": 1,
+    "sleep_chg_fet": 1, "balance_no_sleep": 1, "balance_in_sleep": 0,   # FET Options 0x9308 / Balancing Configuration 0x9335
     "alarm_enable": 0xF800,     # Alarm Enable / Default Alarm Mask bits (0xF800 = chip default)
 }
 # Chip default codes for the current thresholds (2 mV units; SCD: table index).
@@ -175,9 +180,11 @@ def plan(settings):
         add((addr + 1, 1, tdelay))
         add((addr + 2, 1, rec & 0xFF))
     add((R.DM_RECOVERY_TIME, 1, _int(s, "recovery_time_s", 0, 255)))
-    ts_count = _int(s, "ts_count", 0, 3)
+    # Pins by name, not by count: a board may fit TS1 and TS3 only, and a pin configured as a
+    # thermistor with nothing fitted reads open and raises the cell temperature protections.
+    ts_pins = _int(s, "ts_pins", 0, 7)
     for i in range(3):
-        add((R.DM_TS1_CONFIG + i, 1, R.PIN_TS_CELL_18K if i < ts_count else R.PIN_UNUSED))
+        add((R.DM_TS1_CONFIG + i, 1, R.PIN_TS_CELL_18K if ts_pins >> i & 1 else R.PIN_UNUSED))
     max_cells = _int(s, "balance_max_cells", 0, 16)
     add((R.DM_CB_MAX_CELLS, 1, max_cells))
     adjacent = _int(s, "balance_allow_adjacent", 0, 1)
@@ -186,12 +193,20 @@ def plan(settings):
         add((R.DM_HWD_DELAY, 2, hwd_s))
     add((R.DM_SLEEP_CURRENT, 2, _int(s, "sleep_current_ma", 0, 32767)))
     sleep_allowed = _int(s, "sleep_allowed", 0, 1)
+    # FET Options (0x9308, default 0x0D = SFET | HOST_FET_EN | FET_CTRL_EN, kept) with SLEEPCHG (bit 1):
+    # the CHG FET stays on in SLEEP, so a charger tapering below Sleep Current is not cut off and
+    # re-admitted every few seconds (docs/balancing.md "Sleep"). Protections stay active in SLEEP.
+    add((_DM_FET_OPTIONS, 1, 0x0D | (_int(s, "sleep_chg_fet", 0, 1) << 1)))
+    # Balancing Configuration (0x9335): CB_NOSLEEP (bit 3) keeps the chip out of SLEEP while cells
+    # bleed; CB_SLEEP (bit 2) lets balancing continue in SLEEP. CB_CHG/CB_RLX (autonomous) and
+    # CB_NO_CMD stay 0: the host commands balancing.
+    add((_DM_BALANCING_CONFIG, 1, (_int(s, "balance_no_sleep", 0, 1) << 3) | (_int(s, "balance_in_sleep", 0, 1) << 2)))
     alarm_enable = _int(s, "alarm_enable", 0, 0xFFFF)
     add((R.DM_DEFAULT_ALARM_MASK, 2, alarm_enable))
     # Hardware protections on: COV, CUV, OCC, OCD1, OCD2, SCD; OTINT always; the cell temperature
     # protections only with a thermistor to measure (an unused TS pin would read as a fault).
     prot_b = R.SB_OTINT
-    if ts_count:
+    if ts_pins:
         prot_b |= R.SB_OTC | R.SB_OTD | R.SB_UTC | R.SB_UTD
     add((R.DM_ENABLED_PROT_A, 1, R.SA_COV | R.SA_CUV | R.SA_OCC | R.SA_OCD1 | R.SA_OCD2 | R.SA_SCD))
     add((R.DM_ENABLED_PROT_B, 1, prot_b))
@@ -253,8 +268,8 @@ def applied(ctx, raw):
     ts = 0
     for i in range(3):
         if raw[R.DM_TS1_CONFIG + i] == R.PIN_TS_CELL_18K:
-            ts = i + 1
-    a["ts_count"] = ts
+            ts |= 1 << i
+    a["ts_pins"] = ts
     a["balance_max_cells"] = raw[R.DM_CB_MAX_CELLS]
     a["balance_allow_adjacent"] = ctx["balance_allow_adjacent"]
     hwd_on = raw[R.DM_ENABLED_PROT_C] & R.SC_HWDF
@@ -262,5 +277,8 @@ def applied(ctx, raw):
     cur = raw[R.DM_SLEEP_CURRENT]
     a["sleep_current_ma"] = cur - 65536 if cur & 0x8000 else cur
     a["sleep_allowed"] = ctx["sleep_allowed"]
+    a["sleep_chg_fet"] = raw[_DM_FET_OPTIONS] >> 1 & 1
+    a["balance_no_sleep"] = raw[_DM_BALANCING_CONFIG] >> 3 & 1
+    a["balance_in_sleep"] = raw[_DM_BALANCING_CONFIG] >> 2 & 1
     a["alarm_enable"] = raw[R.DM_DEFAULT_ALARM_MASK]
     return a

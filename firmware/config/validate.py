@@ -13,7 +13,7 @@ from firmware.sample import MAX_CELLS, MAX_TEMPS
 
 # key: (min, max) for ints. Ranges are what the firmware can represent sensibly, not recommendations.
 RANGES = {
-    "cell_count": (3, MAX_CELLS), "temp_count": (0, MAX_TEMPS),
+    "cell_count": (3, MAX_CELLS), "temp_count": (1, MAX_TEMPS),   # 0: no temperature protection at all
     "capacity_mah": (100, 2000000), "shunt_uohm": (100, 10000), "vcell_mode": (0, 0xFFFF),
     "period_ms": (50, 2000), "comms_budget_ms": (0, 200), "wdt_ms": (1000, 60000),
     "cell_ov_mv": (1500, 4500), "cell_ov_delay_ms": (0, 60000), "cell_ov_hyst_mv": (10, 500),
@@ -51,7 +51,7 @@ def _bad(key, value, why):
 def check(cfg):
     """Return cfg if valid, else raise ValueError naming the key and the allowed range."""
     for key in cfg:
-        if key not in RANGES and key not in ("chemistry", "ocv_table"):
+        if key not in RANGES and key not in ("chemistry", "ocv_table", "temp_pins"):
             _bad(key, cfg[key], "unknown key")
     for key in RANGES:
         if key not in cfg:
@@ -65,6 +65,7 @@ def check(cfg):
     if cfg.get("chemistry") not in PRESETS:
         _bad("chemistry", cfg.get("chemistry"), "must be one of " + ", ".join(sorted(PRESETS)))
     _check_ocv(cfg.get("ocv_table"))
+    _check_temp_pins(cfg)
     # Cross-key rules: each names both keys.
     if cfg["cell_uv_mv"] + cfg["cell_uv_hyst_mv"] >= cfg["cell_ov_mv"] - cfg["cell_ov_hyst_mv"]:
         _bad("cell_uv_mv", cfg["cell_uv_mv"], "cell_uv_mv + hysteresis must stay below cell_ov_mv - hysteresis")
@@ -98,6 +99,31 @@ def check(cfg):
     if cfg["scd_ma"] <= cfg["ocd2_ma"]:
         _bad("scd_ma", cfg["scd_ma"], "must exceed ocd2_ma=%d" % cfg["ocd2_ma"])
     return cfg
+
+
+def _check_temp_pins(cfg):
+    # Optional (a board description sets it): which TS pins carry the temp_count thermistors.
+    pins = cfg.get("temp_pins")
+    if pins is None:
+        return
+    if not isinstance(pins, int) or isinstance(pins, bool) or not 1 <= pins <= 7:
+        _bad("temp_pins", pins, "must be a TS pin bitmask 1..7 (bit0 TS1, bit1 TS2, bit2 TS3)")
+    if _bits(pins) != cfg["temp_count"]:
+        _bad("temp_pins", pins, "must have exactly temp_count=%d bits set" % cfg["temp_count"])
+
+
+def _bits(x):
+    n = 0
+    while x:
+        n += x & 1
+        x >>= 1
+    return n
+
+
+def temp_pins(cfg):
+    """TS pin bitmask of the configured thermistors: the board's pins, else TS1..TS<temp_count>."""
+    pins = cfg.get("temp_pins")
+    return pins if pins is not None else (1 << cfg["temp_count"]) - 1
 
 
 def _check_ocv(table):
@@ -154,10 +180,13 @@ def chip_settings(cfg):
         "temp_recovery_dc": cfg["temp_hyst_dc"],
         "temp_delay_s": (cfg["temp_delay_ms"] + 999) // 1000,
         "recovery_time_s": rec_s,
-        "ts_count": cfg["temp_count"],
+        "ts_pins": temp_pins(cfg),
         "balance_max_cells": cfg["bal_max_cells"],
         "balance_allow_adjacent": cfg["bal_allow_adjacent"],
         "host_watchdog_s": cfg["host_watchdog_s"],
         "sleep_current_ma": cfg["sleep_current_ma"],
         "sleep_allowed": 0,   # the state machine allows chip SLEEP only in its sleep state
+        "sleep_chg_fet": 1,     # CHG FET stays on in chip SLEEP: a tapering charger is not chopped
+        "balance_no_sleep": 1,  # the chip stays awake while cells bleed (docs/balancing.md)
+        "balance_in_sleep": 0,
     }

@@ -86,7 +86,7 @@ def test_read_in_crc_mode_carries_every_byte_with_its_crc():
     afe.read(s)
     assert list(s.cell_mv) == [3300 + n for n in range(16)]
     # every read transaction asked for twice the data bytes (data + CRC)
-    assert [x[2] for x in bus.log] == [12, 100, 40, 2]
+    assert [x[2] for x in bus.log] == [12, 98, 40, 2]
 
 
 def test_named_constants_match_reference_raw_numbers():

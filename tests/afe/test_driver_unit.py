@@ -126,11 +126,11 @@ def test_data_memory_write_sequence_matches_reference_example():
 def test_configure_writes_once_in_config_update_and_returns_applied():
     bus = FakeBQ()
     afe = BQ76952(bus)
-    applied = afe.configure({"cell_count": 4, "cov_mv": 3650, "cuv_mv": 2800, "ts_count": 2})
+    applied = afe.configure({"cell_count": 4, "cov_mv": 3650, "cuv_mv": 2800, "ts_pins": 0b011})
     assert bus.commands.count(R.SC_SET_CFGUPDATE) == 1
     assert bus.commands.count(R.SC_EXIT_CFGUPDATE) == 1
     assert bus.r[0x12] & 1 == 0
-    assert applied["cov_mv"] == 3644 and applied["cuv_mv"] == 2833 and applied["ts_count"] == 2
+    assert applied["cov_mv"] == 3644 and applied["cuv_mv"] == 2833 and applied["ts_pins"] == 0b011
     assert applied["vcell_mode"] == 0x000F and applied["cell_count"] == 4
     assert bus.dm[0x9304] == 0x0F and bus.dm[0x9278] == 72
 
@@ -176,7 +176,7 @@ def test_configure_readback_mismatch_raises_and_leaves_config_update():
 def test_read_fills_sample_in_four_transactions():
     bus = FakeBQ()
     afe = BQ76952(bus)
-    afe.configure({"cell_count": 4, "vcell_mode": 0x8007, "ts_count": 2, "user_amps_ma": 10})
+    afe.configure({"cell_count": 4, "vcell_mode": 0x8007, "ts_pins": 0b011, "user_amps_ma": 10})
     for n in range(16):
         bus.set_i16(0x14 + 2 * n, 3000 + n)
     bus.set_i16(0x34, 1234)        # cV
@@ -193,7 +193,7 @@ def test_read_fills_sample_in_four_transactions():
     s = Sample(4, 3)
     bus.log.clear()
     afe.read(s)
-    assert [(x[0], x[1], x[2]) for x in bus.log] == [("r", 0x02, 6), ("r", 0x0A, 50), ("r", 0x62, 20),
+    assert [(x[0], x[1], x[2]) for x in bus.log] == [("r", 0x02, 6), ("r", 0x0B, 49), ("r", 0x62, 20),
                                                      ("r", 0x7F, 1)]
     assert list(s.cell_mv) == [3000, 3001, 3002, 3015]      # inputs 1, 2, 3 and 16
     assert (s.stack_mv, s.pack_mv, s.ld_mv, s.current_ma) == (12340, 12000, -50, -2500)
@@ -333,3 +333,29 @@ def test_set_crc_switches_chip_and_driver_together():
     assert afe.probe() == 0x7695
     afe.set_crc(False)
     assert not afe.crc and not bus.crc and bus.dm[0x9239] == 0x08
+
+
+def test_thermistor_slots_follow_the_named_pins_and_skip_ts2():
+    # TS1 + TS3 fitted (bit0, bit2): sample slot 0 = TS1 (0x70), slot 1 = TS3 (0x74); TS2 (0x72) holds a
+    # plausible value that must not appear anywhere in the sample.
+    bus = FakeBQ()
+    afe = BQ76952(bus)
+    applied = afe.configure({"cell_count": 4, "vcell_mode": 0x8007, "ts_pins": 0b101})
+    assert applied["ts_pins"] == 0b101
+    assert (bus.dm[0x92FD], bus.dm[0x92FE], bus.dm[0x92FF]) == (0x07, 0x00, 0x07)
+    bus.set_i16(0x70, 2731 + 300)    # TS1 30.0 degC
+    bus.set_i16(0x72, 2731 + 222)    # TS2 22.2 degC: not fitted, must not be read into the sample
+    bus.set_i16(0x74, 2731 + 400)    # TS3 40.0 degC
+    s = Sample(4, 3)
+    bus.log.clear()
+    afe.read(s)
+    assert list(s.temp_dc) == [300, 400, TEMP_INVALID_DC]
+    assert len(bus.log) == 4         # still four transactions: offsets were built at configure time
+
+
+def test_no_thermistor_pins_turns_the_cell_temperature_protections_off():
+    bus = FakeBQ()
+    afe = BQ76952(bus)
+    afe.configure({"cell_count": 4, "ts_pins": 0})
+    assert (bus.dm[0x92FD], bus.dm[0x92FE], bus.dm[0x92FF]) == (0, 0, 0)
+    assert bus.dm[0x9262] == R.SB_OTINT      # Enabled Protections B: OTC/OTD/UTC/UTD off

@@ -36,12 +36,15 @@ RANGES = {
     "temp_recovery_dc": (10, 200),
     "temp_delay_s": (0, 255),
     "recovery_time_s": (0, 255),
-    "ts_count": (0, 3),
+    "ts_pins": (0, 7),             # bit0 TS1, bit1 TS2, bit2 TS3
     "balance_max_cells": (0, 16),
     "balance_allow_adjacent": (0, 1),
     "host_watchdog_s": (0, 65535),
     "sleep_current_ma": (0, 32767),
     "sleep_allowed": (0, 1),
+    "sleep_chg_fet": (0, 1),          # FET Options SLEEPCHG
+    "balance_no_sleep": (0, 1),       # Balancing Configuration CB_NOSLEEP
+    "balance_in_sleep": (0, 1),       # Balancing Configuration CB_SLEEP
     "vcell_mode": (0, 0xFFFF),
     "alarm_enable": (0, 0xFFFF),
 }

@@ -1,18 +1,7 @@
 import pytest
 
-from simclock import CLOCK
-
 from tools.emulator import make_emulated_board
 from emu_host import Host
-
-
-@pytest.fixture
-def sim():
-    was = CLOCK.simulated
-    CLOCK.simulate()
-    yield CLOCK
-    if not was:
-        CLOCK.real()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from firmware.afe.bq76952 import BQ76952
 from firmware.afe.crc8 import TABLE
 from firmware.sample import TEMP_INVALID_DC, Sample
 
-_BASE = {"cell_count": 4, "vcell_mode": 0x8007, "ts_count": 1}   # emulated pack: top cell on VC16
+_BASE = {"cell_count": 4, "vcell_mode": 0x8007, "ts_pins": 0b001}   # emulated pack: top cell on VC16
 
 
 def _board(crc=False, settings=None):

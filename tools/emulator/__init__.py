@@ -6,6 +6,14 @@ make_emulated_board() builds the pack and the chip, attaches the chip to the hos
     from tools.emulator import make_emulated_board
     board = make_emulated_board(cells=16, chemistry="LFP", seed=1); board.chip.update()
 """
+try:
+    import simclock  # noqa: F401  (the host port's clock; on the path in tests and in the VM)
+except ImportError:
+    # Run as `python -m tools.emulator.bench` from the repository root: find it next to this package.
+    import os
+    import sys
+    sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hostport"))
+
 from tools.emulator.bq76952 import BQ76952
 from tools.emulator.faults import Faults
 from tools.emulator.pack import Pack

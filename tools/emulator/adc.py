@@ -5,7 +5,7 @@ one slot per thermistor, 3 ms each (1.5 ms FASTADC), times LOOP_SLOW; a full set
 
     chip.loop_time_us()      # 57000 with TS1 only
 """
-from tools.emulator.units import PINS, TS_NODE, clamp16, dc, k10
+from tools.emulator.units import PINS, clamp16, dc, k10
 
 
 class AdcMixin:
@@ -64,8 +64,8 @@ class AdcMixin:
         use = (cfg >> 2) & 3
         if use == 3:
             return k10(dc(self.pack.fet_c))
-        node = TS_NODE.get(PINS[k])
-        if node is None or node >= self.pack.thermal_nodes:
+        node = self.pack.ts_node.get(PINS[k])
+        if node is None:
             return k10(self.opt["therm_open_dc"])   # nothing fitted on this pin: reads open
         return k10(dc(self.pack.node_c[node]))
 

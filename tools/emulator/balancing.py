@@ -2,6 +2,8 @@
 
 Reference section 5: host commands work sealed, CB_NO_CMD blocks them; balancing is inhibited outside
 the cell and internal temperature limits; CB_SET_LVL avoids adjacent cells and Max Cells.
+SLEEP interplay [U] (options cb_host_in_sleep, cb_nosleep_blocks): host balancing pauses in SLEEP
+unless CB_SLEEP; CB_NOSLEEP blocks SLEEP entry while host balancing is active.
 
     chip._set_cb_mask(1 << 4)    # what a CB_ACTIVE_CELLS write does (bit n = VC input n + 1)
 """
@@ -20,10 +22,27 @@ class BalancingMixin:
         """VC-input mask actually bleeding now."""
         if not self.cb_mask or self._cb_inhibited() or self.cfgupdate:
             return 0
+        if self.sleep and self._cb_stops_in_sleep():
+            return 0
         to = self.opt["cb_host_timeout_s"]
         if to and self._t - self.cb_start_us >= to * 1000000:
             return 0
         return self.cb_mask
+
+    def _cb_stops_in_sleep(self):
+        """[U] (option cb_host_in_sleep): host balancing pauses in SLEEP unless Balancing Configuration
+        CB_SLEEP (bit 2) is set. The reference states CB_SLEEP for balancing in general; whether it
+        covers CB_ACTIVE_CELLS is unverified, so the cautious reading is the default."""
+        if self.opt["cb_host_in_sleep"] == "always":
+            return False
+        return not self.cfg.get("BALANCING_CONFIG") >> 2 & 1
+
+    def _cb_blocks_sleep(self):
+        """[U] (option cb_nosleep_blocks): CB_NOSLEEP (bit 3) keeps the chip out of SLEEP while host
+        balancing is commanded and not inhibited."""
+        if not self.opt["cb_nosleep_blocks"] or not self.cfg.get("BALANCING_CONFIG") >> 3 & 1:
+            return False
+        return bool(self.cb_mask) and not self._cb_inhibited()
 
     def _bleed_cells(self):
         eff = self._cb_effective()

@@ -61,6 +61,11 @@ DEFAULT_OPTIONS = {
     "alarm_latch": "level",        # [U] "level": latched |= raw & enable each loop; "edge": on 0->1 only
     "alert_active_high": False,    # [U] ALERT output polarity (active low, open drain by default)
     "charger_wakes_sleep": True,   # [U] a charger blocked by the sleeping CHG FET wakes the chip
+    # [U] Host balancing (CB_ACTIVE_CELLS) and SLEEP: the reference does not say whether CB_SLEEP and
+    # CB_NOSLEEP (Balancing Configuration 0x9335) apply to host-commanded balancing. "cb_sleep": it stops
+    # in SLEEP unless CB_SLEEP is set (the cautious reading); "always": it continues in SLEEP regardless.
+    "cb_host_in_sleep": "cb_sleep",
+    "cb_nosleep_blocks": True,     # [U] CB_NOSLEEP keeps the chip out of SLEEP while host balancing is active
     "unknown_subcmd": "stale",     # [U] unknown code: readback completes, buffer/0x60/0x61 left stale
     "powered_up_at_start": True,   # construct as already booted (no boot NACK window at t0)
 }
@@ -77,6 +82,8 @@ class BQ76952(AdcMixin, BalancingMixin, RegisterMapMixin, SubcommandMixin):
         o = dict(DEFAULT_OPTIONS)
         o.update(options)
         self.opt = o
+        if o["cb_host_in_sleep"] not in ("cb_sleep", "always"):
+            raise ValueError("cb_host_in_sleep must be 'cb_sleep' or 'always'")
         if o["fet_control_order"] not in ("S7", "S5"):
             raise ValueError("fet_control_order must be 'S7' or 'S5'")
         if o["sense_mohm"] <= 0 or o["step_ms"] <= 0:
@@ -324,6 +331,8 @@ class BQ76952(AdcMixin, BalancingMixin, RegisterMapMixin, SubcommandMixin):
         if not (self.sleep_en and self.fet_en()) or t < self.sleep_block_until:
             return
         if abs(self.cc2_ma) >= self.cfg.get("SLEEP_CURRENT") or self.prot.any_alert():
+            return
+        if self._cb_blocks_sleep():
             return
         self.sleep = True
         self.next_sleep_meas = t + self.cfg.get("VOLTAGE_TIME") * 1000000

@@ -1,10 +1,12 @@
 """Open-circuit voltage against state of charge for LFP, NMC and LTO cells (25 degC, at rest).
 
-Source: the points are rounded readings of the typical rest-OCV curves published for each chemistry
-(graphite/LiFePO4, graphite/NMC, LTO/NMC cells, as shown in manufacturers' datasheet curves and the
-OCV-SOC tables commonly used in BMS papers). They reproduce the characteristic shapes (LFP's flat
-plateau near 3.3 V, NMC's steady slope to ~4.2 V, LTO's plateau near 2.3 V); they are not the curve of
-one particular cell. Temperature dependence and hysteresis are not modelled.
+Source: rounded breakpoints of typical rest-OCV curves (graphite/LiFePO4, graphite/NMC, LTO/NMC),
+not the curve of one particular cell. Checked against published data: the pseudo-OCV tables of
+Sunil, Pattipati and Balasingam, IEEE Trans. Instrum. Meas. 2025 (repository
+soorajsunil/Piecewise-Battery-OCV). LFP is within 11 mV of their Lithium Werks APR18650M1B curve over
+10-90 % SOC; NMC is within 120 mV of their Samsung INR21700-40T and Molicel INR21700P42A curves (up to
+~0.1 V high at 10 % SOC), so it is a generic NMC shape. docs/afe-emulator.md has the comparison.
+Temperature dependence and hysteresis are not modelled.
 
     from tools.emulator.ocv import ocv_mv
     ocv_mv("LFP", 0.5)   # -> about 3300.0

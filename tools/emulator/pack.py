@@ -31,7 +31,7 @@ class Pack:
                  balance_ext_ohm=20.0, balance_chip_ohm=25.0, cell_heat_j_per_k=900.0,
                  cell_cooling_w_per_k=0.3, die_heat_j_per_k=0.5, die_cooling_w_per_k=0.02,
                  fet_mohm=2.0, fet_heat_j_per_k=20.0, fet_cooling_w_per_k=0.5,
-                 charger_headroom_mv=500.0, vc_inputs=None, profile=None):
+                 charger_headroom_mv=500.0, vc_inputs=None, profile=None, ts_pins=None):
         if not 3 <= cells <= 16:
             raise ValueError("cells must be 3..16")
         if capacity_mah <= 0:
@@ -61,9 +61,20 @@ class Pack:
             if not 1 <= n <= 16:
                 raise ValueError("VC inputs are 1..16")
             self._input_cell[n] = i
-        # Thermal: cells are split into contiguous groups, one node per thermistor position.
+        # Thermal: cells are split into contiguous groups, one node per fitted thermistor. ts_pins
+        # names the TS pin wired to each node in order (the board's "thermistors", e.g. TS1, TS3);
+        # a TS pin not named reads open. Without ts_pins node k sits on TS(k+1).
         self.ambient_c = float(ambient_c)
+        if ts_pins is not None:
+            ts_pins = tuple(ts_pins)
+            for name in ts_pins:
+                if name not in ("TS1", "TS2", "TS3") or ts_pins.count(name) != 1:
+                    raise ValueError("ts_pins must name distinct pins out of TS1, TS2, TS3")
+            thermal_nodes = len(ts_pins)
         self.thermal_nodes = max(1, int(thermal_nodes))
+        if ts_pins is None:
+            ts_pins = ("TS1", "TS2", "TS3")[:self.thermal_nodes]
+        self.ts_node = {name: k for k, name in enumerate(ts_pins)}   # TS pin name -> thermal node
         self.node_c = [self.ambient_c] * self.thermal_nodes
         self._node_of = [min(self.thermal_nodes - 1, i * self.thermal_nodes // cells) for i in range(cells)]
         self._node_cells = [self._node_of.count(k) for k in range(self.thermal_nodes)]

@@ -78,5 +78,23 @@ def run(sim_s=600):
     return {"steps": c.stats["steps"], "loops": c.stats["loops"], "soc": b.pack.true_soc(0)}
 
 
+def main(argv=None):
+    import argparse     # here, not at module level: the module also runs in the MicroPython VM
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.emulator.selfcheck",
+        description="Short end-to-end check of the emulated BQ76952 (I2C, CRC, subcommands, pack, "
+                    "protections); prints its figures, exits 1 on a wrong result.")
+    ap.add_argument("--sim-s", type=int, default=600, help="simulated seconds to run (default 600)")
+    args = ap.parse_args(argv)
+    if args.sim_s <= 0:
+        ap.error("--sim-s must be > 0")
+    try:
+        print("emulator selfcheck OK", run(args.sim_s))
+    except RuntimeError as e:
+        print(e)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print("emulator selfcheck OK", run())
+    raise SystemExit(main())

@@ -6,8 +6,6 @@
 
 # Temperature pins in register order 0x6A..0x7A and their data-memory config names.
 PINS = ("CFETOFF", "DFETOFF", "ALERT", "TS1", "TS2", "TS3", "HDQ", "DCHG", "DDSG")
-# Which pack thermal node a cell-temperature thermistor on TS1..TS3 sees.
-TS_NODE = {"TS1": 0, "TS2": 1, "TS3": 2}
 # DA Configuration USER_AMPS code -> mA per count (reference section 4).
 USER_AMPS_MA = (0.1, 1.0, 10.0, 100.0)
 
