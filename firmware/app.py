@@ -20,15 +20,22 @@ from firmware.pack.state import EVENT_CLEAR, EVENT_FAULT, EVENT_INFO, PackState
 
 # Info codes (event kind 3), beside the state codes 16..21 (firmware.pack.state.INFO_STATE).
 INFO_CONFIG = 32        # config file problem at boot; value 1 missing, 2 corrupt, 3 invalid
-INFO_OVERRUN = 33       # first cycle overrun since boot; value = overruns so far
+INFO_OVERRUN = 33       # cycle overruns since boot (value = count): the first at once, then at most once a minute
 INFO_RESET = 34         # explicit fault reset; value = bits cleared
+INFO_SOC_STATE = 35     # stored SOC/SOH state at boot; value 1 missing, 2 corrupt, 3 other pack, 4 write failed
+INFO_MAX_CYCLE = 36     # longest cycle since boot except the first (ms), sent with INFO_OVERRUN
+REPORT_MS = 60000       # health reports (overruns; "running on defaults" every REPORT_CONFIG_EVERY reports)
+REPORT_CONFIG_EVERY = 60
 _CONFIG_CODES = {"missing": 1, "corrupt": 2, "invalid": 3}
 
 # Needed only to build and configure (and again on a rare config command): imported inside the functions
 # that use them and unloaded by release_boot_modules(), so their code leaves the heap once the board runs
 # (measured: docs/memory.md). No module-level `from ... import` of these may stay anywhere in the firmware.
 BOOT_MODULES = ("firmware.board", "firmware.config.store", "firmware.config.validate", "firmware.config.defaults",
-                "firmware.config.presets", "firmware.afe.bq76952_settings", "firmware.version")
+                "firmware.config.presets", "firmware.afe.bq76952_settings", "firmware.version",
+                "firmware.config.atomic", "firmware.pack.soc_store")
+# The SOC state file's modules: loaded for a boot restore or a (rare) write, then dropped again.
+SOC_MODULES = ("firmware.pack.soc_store", "firmware.config.atomic")
 
 
 def release_boot_modules(names=BOOT_MODULES):
@@ -89,6 +96,9 @@ class App:
         self.soc = Soc(cfg)
         self.config_status = config_status
         self.cfg_path = None     # where CMD_SET_CONFIG persists (set by build())
+        self.soc_path = None     # where SOC/SOH persist across reboots (set by build(); None: not kept)
+        self.soc_status = "none"  # the state file at boot: ok, missing, corrupt, other pack; later "write failed"
+        self.soc_writes = 0
         self.applied = None      # the driver's configure() result
         self.cycles = 0
         self.overruns = 0
@@ -96,6 +106,9 @@ class App:
         self.max_cycle_ms = 0
         self._last_ms = time.ticks_ms()
         self._soc_started = False
+        self._report_ms = 0
+        self._reports = 0
+        self._overruns_sent = 0
 
     def start(self):
         """Probe and configure the chip (hardware protections from the same config), enable FET control.
@@ -106,15 +119,28 @@ class App:
         if self.config_status != "ok":
             self.log.info("config %s: running on safe defaults" % self.config_status)
             self.comms.offer_event(EVENT_INFO, INFO_CONFIG, _CONFIG_CODES.get(self.config_status, 9))
+        if self.soc_path is not None:
+            self._soc_file(False)
         from firmware.config import validate
         try:
             self.afe.probe()
             self.applied = self.afe.configure(validate.chip_settings(self.cfg))
             self.afe.fet_enable()
-            self.afe.set_fets(0, 0)
+            self.sm.boot()
         except OSError as e:
             self.log.info("afe start failed: %r" % (e,))
         self._last_ms = time.ticks_ms()
+
+    def _soc_file(self, save):
+        """Restore (boot) or write (Soc.save_due: rare) the SOC/SOH state file; firmware.pack.soc_store
+        does the work and reports trouble. Its modules are dropped again afterwards (heap)."""
+        from firmware.pack import soc_store
+        if save:
+            soc_store.save_app(self)
+        else:
+            soc_store.restore_app(self)
+        soc_store = None   # noqa: F841 (no reference may keep the module alive)
+        release_boot_modules(SOC_MODULES)
 
     def cycle(self):
         """One protection cycle. Returns nothing; results are in self.sample and the counters."""
@@ -137,8 +163,11 @@ class App:
             self.soc.start(s, prot)
         self.sm.update(s, prot, dt)
         self.bal.update(s, prot, self.sm, dt)
+        self.sm.keep_awake = self.bal.mask != 0   # next cycle: no chip SLEEP while cells bleed
         if ok and self._soc_started:
             self.soc.update(s, prot, dt)
+            if self.soc_path is not None and self.soc.save_due():
+                self._soc_file(True)
         s.faults = prot.faults
         self.comms.offer_sample(s)
         self.comms.poll(self.budget_ms)
@@ -146,8 +175,23 @@ class App:
             self.wdt.feed()
         self.cycles += 1
         took = time.ticks_diff(time.ticks_ms(), now)
-        if took > self.max_cycle_ms:
+        if took > self.max_cycle_ms and self.cycles > 1:   # the first cycle imports and allocates
             self.max_cycle_ms = took
+        self._report_ms += dt
+        if self._report_ms >= REPORT_MS:
+            self._report_ms = 0
+            self._health()
+
+    def _health(self):
+        """Once a minute: new overruns (count and longest cycle); every hour: still running on defaults.
+        Integers only; offer_event copies into the comms queue."""
+        self._reports += 1
+        if self.overruns != self._overruns_sent:
+            self._overruns_sent = self.overruns
+            self.comms.offer_event(EVENT_INFO, INFO_OVERRUN, self.overruns)
+            self.comms.offer_event(EVENT_INFO, INFO_MAX_CYCLE, self.max_cycle_ms)
+        if self.config_status != "ok" and self._reports % REPORT_CONFIG_EVERY == 0:
+            self.comms.offer_event(EVENT_INFO, INFO_CONFIG, _CONFIG_CODES.get(self.config_status, 9))
 
     def _report(self, prot):
         # Rare: a fault raised or cleared. Allocation is allowed here. One event per fault bit.
@@ -211,12 +255,12 @@ class App:
         if code == cc.CMD_FET:
             chg = 1 if params.get("chg", 1) else 0
             dsg = 1 if params.get("dsg", 1) else 0
+            # A refused request is not stored: it must not close a FET later, once the fault clears.
+            if (chg and not self.prot.chg_allowed()) or (dsg and not self.prot.dsg_allowed()):
+                return cc.RESULT_REFUSED, "protection holds a FET open: " + _prot.names(self.prot.faults)
             self.sm.user_chg = chg
             self.sm.user_dsg = dsg
             self.log.info("fet request chg=%d dsg=%d by command" % (chg, dsg))
-            blocked = (chg and not self.prot.chg_allowed()) or (dsg and not self.prot.dsg_allowed())
-            if blocked:
-                return cc.RESULT_REFUSED, "protection holds a FET open: " + _prot.names(self.prot.faults)
             return cc.RESULT_OK, "fets chg=%d dsg=%d" % (chg, dsg)
         if code == cc.CMD_GET_CONFIG:
             from firmware.comms import commands
@@ -254,8 +298,10 @@ class App:
             wait = time.ticks_diff(deadline, time.ticks_ms())
             if wait < 0:
                 self.overruns += 1
-                if self.overruns == 1:
+                if self.overruns == 1:   # the first at once; later ones in the minute report (_health)
+                    self._overruns_sent = 1
                     self.comms.offer_event(EVENT_INFO, INFO_OVERRUN, 1)
+                    self.comms.offer_event(EVENT_INFO, INFO_MAX_CYCLE, self.max_cycle_ms)
                 deadline = time.ticks_add(time.ticks_ms(), period)
             else:
                 time.sleep_ms(wait)
@@ -297,6 +343,8 @@ def build(b, cfg_path=None, i2c=None, comms=None, wdt=None):
     sample = Sample(cfg["cell_count"], cfg["temp_count"])
     app = App(cfg, afe, sample, comms=comms, wdt=wdt, config_status=status)
     app.cfg_path = path
+    head, sep, _ = path.rpartition("/")
+    app.soc_path = b.get("soc_path", head + sep + "soc.dat")   # beside the config file
     if hasattr(comms, "on_command"):
         comms.on_command = app.handle_command
     return app

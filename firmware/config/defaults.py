@@ -73,7 +73,7 @@ DEFAULTS = {
     "ocv_lo_cpct": 1500, "ocv_hi_cpct": 9000,
     "ocv_table": (2500, 0, 3000, 500, 3200, 1500, 3250, 3000, 3280, 5000,
                   3300, 7000, 3330, 9000, 3400, 9700, 3600, 10000),
-    "initial_soc_cpct": -1,      # -1: estimate from OCV at boot
+    "initial_soc_cpct": -1,      # -1: stored state (soc.dat) or, without one, estimate from OCV at boot
 }
 
 

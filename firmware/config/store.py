@@ -4,28 +4,21 @@
     cfg, status = store.load("/config.json", "lfp")   # status: "ok", "missing", "corrupt" or "invalid"
     store.save("/config.json", cfg)
 
-File layout: the JSON of the overrides (keys that differ from the chemistry's defaults), a newline,
-then `#` and the checksum of the JSON bytes as 8 hex digits. `save` writes `<path>.tmp` and renames it
-over `<path>`; on LittleFS (and POSIX) the rename replaces atomically, so power loss leaves either the
-old or the new file, never a torn one. Flash wears: call save on a change, not every cycle.
+File layout (firmware/config/atomic.py): the JSON of the overrides (keys that differ from the
+chemistry's defaults), a newline, then `#` and the checksum of the JSON bytes as 8 hex digits. `save`
+writes `<path>.tmp` and renames it over `<path>`; on LittleFS (and POSIX) the rename replaces
+atomically, so power loss leaves either the old or the new file, never a torn one. Flash wears: call
+save on a change, not every cycle.
 """
 import json
-import os
 
 from firmware.config import defaults, validate
+from firmware.config.atomic import checksum, read, seal, unseal, write_atomic   # noqa: F401 (checksum: API)
 
 STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 STATUS_CORRUPT = "corrupt"
 STATUS_INVALID = "invalid"
-
-
-def checksum(data):
-    """FNV-1a 32-bit over bytes. Not cryptographic: it detects torn or bit-flipped files."""
-    h = 0x811C9DC5
-    for b in data:
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
 
 
 def _overrides(cfg):
@@ -44,22 +37,12 @@ def _overrides(cfg):
 
 
 def encode(cfg):
-    body = json.dumps(_overrides(cfg)).encode()
-    return body + b"\n#" + ("%08x" % checksum(body)).encode()
+    return seal(json.dumps(_overrides(cfg)).encode())
 
 
 def decode(data):
     """The overrides dict from file bytes; ValueError when the checksum or JSON is bad."""
-    cut = data.rfind(b"\n#")
-    if cut < 0:
-        raise ValueError("no checksum")
-    body = data[:cut]
-    try:
-        want = int(data[cut + 2:].decode().strip(), 16)
-    except (ValueError, UnicodeError):
-        raise ValueError("bad checksum field")
-    if checksum(body) != want:
-        raise ValueError("checksum mismatch")
+    body = unseal(data)
     obj = json.loads(body)
     if not isinstance(obj, dict):
         raise ValueError("not an object")
@@ -71,11 +54,7 @@ def decode(data):
 def save(path, cfg):
     """Validate and write atomically. Raises ValueError (bad config) or OSError (file system)."""
     validate.check(cfg)
-    data = encode(cfg)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
+    write_atomic(path, encode(cfg))
 
 
 def load(path, chemistry="lfp", board_overrides=None):
@@ -86,8 +65,7 @@ def load(path, chemistry="lfp", board_overrides=None):
     """
     safe = defaults.build(chemistry, board_overrides)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read(path)
     except OSError:
         return validate.check(safe), STATUS_MISSING
     try:

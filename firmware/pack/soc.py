@@ -8,6 +8,13 @@ the ESP32: no heap allocation); the current is integrated in chunks of at most 2
     soc.start(sample, protection)         # first estimate from the open-circuit voltage
     soc.update(sample, protection, dt_ms) # each cycle: sets sample.soc_cpct, sample.soh_cpct
 
+Persistence (firmware/pack/soc_store.py, driven by the app): `save_due()` says when SOC and the learned
+capacity should go to flash: on a capacity change or a full/empty mark at once, otherwise when SOC moved
+by 1 % and 10 min have passed since the last write (_SAVE_STEP_CPCT, _SAVE_MIN_MS: at most 6 writes
+an hour, 144 a day, plus one per full/empty mark). `restore()` before the first sample puts a stored state back; the
+boot OCV estimate is then skipped, and the usual OCV correction after ocv_rest_ms of rest (outside the
+flat band) still overrides it.
+
 OCV correction: after ocv_rest_ms with |current| < rest_ma, the rested average cell voltage gives SOC
 from the chemistry's table, but only outside ocv_lo_cpct..ocv_hi_cpct (LFP's flat plateau, where a few
 mV are tens of percent). Full (max cell >= full_cell_mv at taper current, or a cell over-voltage) sets
@@ -15,6 +22,8 @@ mV are tens of percent). Full (max cell >= full_cell_mv at taper current, or a c
 """
 from micropython import const
 
+_SAVE_STEP_CPCT = const(100)     # write the state after SOC moved 1 % ...
+_SAVE_MIN_MS = const(600000)     # ... but at most every 10 min (marks and a learned capacity: at once)
 _CHUNK_MS = const(250)
 _MAS_PER_MAH = const(3600000)
 _EDGE_MS = const(5000)   # full/empty condition must hold this long (load transients)
@@ -56,6 +65,8 @@ class Soc:
         self.learned_mah = 0    # last learned capacity (0: none yet)
         self.fulls = 0          # full marks seen (SOC recalibrated to 100 %)
         self.empties = 0        # empty marks seen
+        self._saved_soc = -1    # soc_cpct last written (-1: never, or a mark / new capacity to write now)
+        self._since_save_ms = 0
 
     def configure(self, cfg):
         """Take the settings from a validated config; a new nominal capacity restarts SOH at 100 %."""
@@ -75,8 +86,36 @@ class Soc:
         self._empty_mv = cfg["empty_cell_mv"]
         self._initial = cfg["initial_soc_cpct"]
 
+    def restore(self, soc_cpct, capacity_mah, nominal_mah):
+        """Put a stored state back (before start()). A stored capacity counts only for the same nominal
+        capacity (a new pack restarts SOH at 100 %). Returns True if the capacity was taken."""
+        if self._initial < 0:   # a configured initial_soc_cpct wins (tests, commissioning)
+            self._initial = soc_cpct
+        self._saved_soc = soc_cpct
+        if nominal_mah != self.nominal_mah:
+            return False
+        self.capacity_mah = capacity_mah
+        self._unit = capacity_mah * 360
+        self._frac = 0
+        self._soh()
+        return True
+
+    def save_due(self):
+        """True when the state should be written now (see the module docstring for the rate)."""
+        saved = self._saved_soc
+        if saved < 0:
+            return True
+        d = self.soc_cpct - saved
+        return (d >= _SAVE_STEP_CPCT or -d >= _SAVE_STEP_CPCT) and self._since_save_ms >= _SAVE_MIN_MS
+
+    def saved(self):
+        """The state was written: remember it (also after a failed write, so a broken flash is retried
+        only after soc_save_min_ms)."""
+        self._saved_soc = self.soc_cpct
+        self._since_save_ms = 0
+
     def start(self, s, prot):
-        if self._initial >= 0:
+        if self._initial >= 0:      # configured, or restored from the state file
             self.soc_cpct = self._initial
         else:
             self.soc_cpct = ocv_lookup(self._table, prot.avg_mv)
@@ -110,6 +149,8 @@ class Soc:
 
     def update(self, s, prot, dt_ms):
         i_ma = s.current_ma
+        if self._since_save_ms < 0x3FFFFFFF - dt_ms:
+            self._since_save_ms += dt_ms
         left = dt_ms
         while left > 0:
             step = _CHUNK_MS if left > _CHUNK_MS else left
@@ -149,6 +190,8 @@ class Soc:
 
     def _at_full(self):
         self.fulls += 1
+        if self._saved_soc != 10000:
+            self._saved_soc = -1    # write the mark now
         self.soc_cpct = 10000
         self._frac = 0
         self._seen_full = True
@@ -157,6 +200,8 @@ class Soc:
 
     def _at_empty(self):
         self.empties += 1
+        if self._saved_soc != 0:
+            self._saved_soc = -1
         self.soc_cpct = 0
         self._frac = 0
         if self._seen_full:
@@ -175,4 +220,10 @@ class Soc:
         self.capacity_mah = cap
         self._unit = cap * 360
         self._frac = 0
+        self._saved_soc = -1        # a new capacity is written at once
+        self._soh()
+
+    def _soh(self):
+        nom = self.nominal_mah
+        cap = self.capacity_mah
         self.soh_cpct = cap * 100 // (nom // 100) if nom >= 10000 else cap * 10000 // nom

@@ -8,8 +8,9 @@ Entry/exit rules (docs/protection.md has the table):
 - fault -> idle when the bitmask is empty (self-recovered, or an explicit reset).
 - idle -> charge / discharge when |current| > idle_current_ma in that direction for state_confirm_ms.
 - charge / discharge -> idle after state_confirm_ms of rest; to the other direction likewise.
-- idle -> sleep after sleep_after_ms of rest (the chip may then enter its SLEEP mode);
-  sleep -> idle as soon as current flows.
+- idle -> sleep after sleep_after_ms of rest (the chip may then enter its SLEEP mode), unless cells
+  bleed (keep_awake, set by the app from the balancer); sleep -> idle as soon as current flows or
+  cells start to bleed.
 Every transition is logged with its reason and offered to comms as an event (strings are made only
 on transitions, which are rare; the steady cycle allocates nothing).
 
@@ -54,6 +55,13 @@ class PackState:
         self._chg_ms = 0       # how long current has flowed in each direction / rested
         self._dsg_ms = 0
         self.rest_ms = 0
+        self.keep_awake = False  # set by the app while cells bleed: no chip SLEEP (docs/balancing.md)
+
+    def boot(self):
+        """Both FETs off at start-up, before the first sample (init keeps them off until it is good)."""
+        self.chg_cmd = -1
+        self.dsg_cmd = -1
+        self._command(0, 0, 0)
 
     def configure(self, cfg):
         self.idle_ma = cfg["idle_current_ma"]
@@ -108,7 +116,7 @@ class PackState:
                 self._go(CHARGE, "charge current %d mA" % i_ma, faults)
             elif self._dsg_ms >= conf:
                 self._go(DISCHARGE, "discharge current %d mA" % i_ma, faults)
-            elif self.rest_ms >= self.sleep_after_ms:
+            elif self.rest_ms >= self.sleep_after_ms and not self.keep_awake:
                 self._go(SLEEP, "rest %d ms" % self.rest_ms, faults)
         elif st == CHARGE or st == DISCHARGE:
             if self.rest_ms >= conf:
@@ -120,6 +128,10 @@ class PackState:
         elif st == SLEEP:
             if self.rest_ms == 0:
                 self._go(IDLE, "wake: current %d mA" % i_ma, faults)
+            elif self.keep_awake:
+                # Whether host balancing continues in the chip's SLEEP is not stated (reference
+                # section 5 [U]): bleed only with the chip awake.
+                self._go(IDLE, "balancing: chip kept awake", faults)
         st = self.state
         if st == INIT:
             chg = 0

@@ -55,8 +55,9 @@ def test_chip_settings_are_wider_than_firmware_limits():
         "cell_count", "vcell_mode", "shunt_uohm", "user_amps_ma", "cov_mv", "cov_delay_ms", "cov_hyst_mv",
         "cuv_mv", "cuv_delay_ms", "cuv_hyst_mv", "occ_ma", "occ_delay_ms", "ocd1_ma", "ocd1_delay_ms",
         "ocd2_ma", "ocd2_delay_ms", "scd_ma", "scd_delay_us", "otc_dc", "otd_dc", "utc_dc", "utd_dc",
-        "otint_dc", "temp_recovery_dc", "recovery_time_s", "ts_count", "balance_max_cells",
-        "balance_allow_adjacent", "host_watchdog_s", "sleep_current_ma", "temp_delay_s", "sleep_allowed"}
+        "otint_dc", "temp_recovery_dc", "recovery_time_s", "ts_pins", "balance_max_cells",
+        "balance_allow_adjacent", "host_watchdog_s", "sleep_current_ma", "temp_delay_s", "sleep_allowed",
+        "sleep_chg_fet", "balance_no_sleep", "balance_in_sleep"}
 
 
 @pytest.mark.parametrize("chem, over", [

@@ -116,3 +116,35 @@ def test_pack_logic_allocates_nothing_per_cycle():
     if delta:
         raise AssertionError("1000 cycles allocated %d bytes" % delta)
     print("pack logic: 1000 cycles, %d bytes allocated (gc.mem_alloc delta)" % delta)
+
+
+def test_soc_state_survives_a_reboot_in_the_vm():
+    """soc_store on the VM's file system: write atomically, read back, damage is refused (ValueError)."""
+    import os
+
+    from firmware.pack import soc_store
+    path = "/soc_vm_test.dat"
+    soc = Soc(defaults.build("lfp", {"capacity_mah": 100000}))
+    soc.soc_cpct = 1234
+    soc.learn(93000)
+    soc_store.save(path, soc)
+    got = soc_store.load(path)
+    if got != (1234, 93000, 100000) or soc.save_due():
+        raise AssertionError("round trip gave %r (save_due %r)" % (got, soc.save_due()))
+    if "soc_vm_test.dat.tmp" in os.listdir("/"):
+        raise AssertionError("temporary file left behind")
+    again = Soc(defaults.build("lfp", {"capacity_mah": 100000}))
+    again.restore(*got)
+    if again.capacity_mah != 93000 or again.soh_cpct != 9300:
+        raise AssertionError("restore: capacity %d soh %d" % (again.capacity_mah, again.soh_cpct))
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:-1] + b"0" if data[-1:] != b"0" else data[:-1] + b"1")
+    try:
+        soc_store.load(path)
+        raise AssertionError("a damaged file was accepted")
+    except ValueError:
+        pass
+    os.remove(path)
+    print("soc state: round trip on the VM file system, damage refused")

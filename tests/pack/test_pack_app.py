@@ -11,15 +11,6 @@ from firmware.pack.protection import F_AFE_COMM
 from firmware.sample import Sample
 
 
-@pytest.fixture
-def sim():
-    was = CLOCK.simulated
-    CLOCK.simulate()
-    yield CLOCK
-    if not was:
-        CLOCK.real()
-
-
 class WDT:
     def __init__(self):
         self.feeds = 0
@@ -182,7 +173,27 @@ def test_command_fet_request_can_open_but_not_force_closed(sim):
     res, msg = app.handle_command(cc.CMD_FET, {"chg": 1, "dsg": 1})
     assert res == cc.RESULT_REFUSED
     app.run(1)
-    assert afe.fets == (0, 1)
+    assert afe.fets == (0, 0)                  # refused: nothing changed, the DSG request was not taken
+    assert (app.sm.user_chg, app.sm.user_dsg) == (1, 0)
+
+
+def test_a_refused_fet_request_does_not_close_a_fet_once_the_fault_clears(sim):
+    app, afe, wdt = make(sim)
+    app.start()
+    app.run(2)
+    assert app.handle_command(cc.CMD_FET, {"chg": 0, "dsg": 1})[0] == cc.RESULT_OK
+    afe.now.cell_mv[0] = 3700                  # cell over-voltage: the CHG FET must stay open
+    app.run(8)
+    assert app.prot.faults
+    assert app.handle_command(cc.CMD_FET, {"chg": 1, "dsg": 1})[0] == cc.RESULT_REFUSED
+    afe.now.cell_mv[0] = 3300                  # the fault clears (hysteresis, recovery delay) ...
+    for _ in range(400):
+        app.run(1)
+        if not app.prot.faults:
+            break
+    assert not app.prot.faults
+    app.run(4)
+    assert afe.fets == (0, 1)                  # ... and the refused CHG request did not close the CHG FET
 
 
 def test_command_set_config_validates_persists_and_applies(sim, tmp_path):

@@ -6,7 +6,7 @@ chip's ADC loop slowed (Power Config LOOP_SLOW = 3, a real chip setting) to keep
 down; the firmware is unchanged.
 """
 import pytest
-from scenario_util import board, cccv, maybe_plot
+from scenario_util import Watch, board, cccv
 
 H = 3600.0
 
@@ -33,15 +33,17 @@ def duty(pack, charger):
 
 
 @pytest.mark.slow
-def test_24h_duty_cycle_soc_error_against_ground_truth():
+def test_24h_duty_cycle_soc_error_against_ground_truth(plots):
     sb = board("sim16_lfp", soc=0.6, record_every=60,
                config={"period_ms": 1000, "stale_ms": 3000},
                pack_kwargs={"dm_overrides": {"POWER_CONFIG": 0x298E}})
+    plot = plots(sb, "duty_24h")
     p = sb.pack
     p.set_profile(duty(p, cccv(p, 25000, 3560)))
-    sb.run_s(24 * H, until=lambda b: b.app.soc.fulls > 0)
+    w = Watch(sb)
+    sb.run_s(24 * H, until=w.wrap(lambda b: b.app.soc.fulls > 0))
     full_at = sb.now_s()
-    sb.run_s(24 * H - full_at)
+    sb.run_s(24 * H - full_at, until=w.until)
     tr = sb.trace
     err_min = [abs(a - b) for a, b in zip(tr.soc_cpct, tr.true_soc_cpct)]
     # After the first full mark (full_at) the firmware's SOC is calibrated; before it, only the
@@ -50,12 +52,14 @@ def test_24h_duty_cycle_soc_error_against_ground_truth():
     before = [e for t, e in zip(tr.t_s, err_min) if t < full_at]
     final_true = p.pack_soc() * 10000
     final_err = abs(sb.app.sample.soc_cpct - final_true)
-    maybe_plot(sb, "duty_24h", "24 h duty cycle: max |SOC error| after full %.2f %%" % (max(after) / 100))
+    plot.title = "24 h duty cycle: max |SOC error| after full %.2f %%" % (max(after) / 100)
     print("24h: sim %.1f h in %.1f s wall (%.2f sim h / wall s); first full at %.2f h; "
-          "max |err| before full %.2f %%, after full %.2f %%, final %.2f %%; overruns %d, faults 0x%x"
+          "max |err| before full %.2f %%, after full %.2f %%, final %.2f %%; overruns %d, faults 0x%x; "
+          "FET switches %d"
           % (sb.now_s() / H, sb.wall_s, sb.sim_hours_per_wall_s(), full_at / H, max(before) / 100,
-             max(after) / 100, final_err / 100, sb.app.overruns, sb.app.sample.faults))
-    assert sb.app.sample.faults == 0 and sb.app.overruns == 0
+             max(after) / 100, final_err / 100, sb.app.overruns, w.faults, w.fet_switches))
+    assert w.faults == 0 and sb.app.overruns == 0      # no fault in any cycle of the day
+    assert w.fet_switches <= 4                          # closed at boot; no chatter (the taper ends in SLEEP)
     assert full_at < 14 * H
     assert max(after) <= 150           # within 1.50 % of the truth from the first full charge on
     assert final_err <= 150

@@ -1,13 +1,14 @@
 """The AFE stops answering: the firmware cannot command it, so the chip's host watchdog opens the
 FETs within host_watchdog_s; the firmware latches afe_comm within afe_fail_cycles and, once the bus
 is back, keeps both FETs open until an explicit reset."""
-from scenario_util import board, first_time, maybe_plot
+from scenario_util import board, first_time
 
 from firmware.pack.protection import F_AFE_COMM
 
 
-def test_afe_silent_fets_open_within_host_watchdog_then_reset():
+def test_afe_silent_fets_open_within_host_watchdog_then_reset(plots):
     sb = board("sim16_lfp", soc=0.6, record_every=1)
+    plot = plots(sb, "afe_silent")
     p = sb.pack
     cfg = sb.cfg
     p.set_profile(lambda t: -20000)
@@ -30,5 +31,5 @@ def test_afe_silent_fets_open_within_host_watchdog_then_reset():
     assert sb.app.reset_faults() & F_AFE_COMM
     sb.run_s(10)
     assert sb.app.prot.faults == 0 and sb.fets() == (True, True) and p.current_ma < -19000
-    maybe_plot(sb, "afe_silent", "AFE silent: FETs open after %.2f s" % (open_at - t_dead))
+    plot.title = "AFE silent: FETs open after %.2f s" % (open_at - t_dead)
     print("afe silent: afe_comm after %.2f s, FETs open after %.2f s" % (raised - t_dead, open_at - t_dead))

@@ -5,8 +5,9 @@ from scenario_util import board, first_time
 from firmware.pack.protection import F_DSG_OC
 
 
-def _trip_after(load_ma):
+def _trip_after(load_ma, plots, name):
     sb = board("sim16_lfp", soc=0.8, record_every=1)
+    plots(sb, name, "discharge over-current %d A" % (load_ma // 1000))
     p = sb.pack
     p.set_profile(lambda t: -5000)
     sb.run_s(5)
@@ -18,8 +19,8 @@ def _trip_after(load_ma):
     return sb, t0, off
 
 
-def test_moderate_over_current_firmware_acts_first_and_gently():
-    sb, t0, off = _trip_after(110000)           # 110 A: above dsg_oc_ma 100 A, below the chip's 124 A
+def test_moderate_over_current_firmware_acts_first_and_gently(plots):
+    sb, t0, off = _trip_after(110000, plots, "overcurrent_110a")           # 110 A: above dsg_oc_ma 100 A, below the chip's 124 A
     cfg = sb.cfg
     assert off is not None
     assert cfg["dsg_oc_delay_ms"] / 1000 - 0.3 <= off - t0 <= cfg["dsg_oc_delay_ms"] / 1000 + 0.3
@@ -27,8 +28,8 @@ def test_moderate_over_current_firmware_acts_first_and_gently():
     print("over-current 110 A: DSG open %.2f s after the step (firmware)" % (off - t0))
 
 
-def test_heavy_over_current_chip_acts_within_its_delay():
-    sb, t0, off = _trip_after(150000)           # 150 A: above the chip's OCD1 (124 A applied)
+def test_heavy_over_current_chip_acts_within_its_delay(plots):
+    sb, t0, off = _trip_after(150000, plots, "overcurrent_150a")           # 150 A: above the chip's OCD1 (124 A applied)
     assert sb.app.applied["ocd1_ma"] < 150000
     assert off is not None and off - t0 <= sb.app.applied["ocd1_delay_ms"] / 1000 + 0.25
     assert off - t0 < sb.cfg["dsg_oc_delay_ms"] / 1000 - 1      # far sooner than the firmware could

@@ -1,13 +1,14 @@
 """Short circuit: the chip opens the discharge FET within microseconds (the firmware could not); the
 firmware latches the fault and keeps the FETs open until an explicit reset."""
-from scenario_util import board, maybe_plot
+from scenario_util import board
 
 from firmware.pack import state as S
 from firmware.pack.protection import F_SHORT
 
 
-def test_short_circuit_chip_opens_in_microseconds_firmware_latches_until_reset():
+def test_short_circuit_chip_opens_in_microseconds_firmware_latches_until_reset(plots):
     sb = board("sim16_lfp", soc=0.6)
+    plot = plots(sb, "short")
     p = sb.pack
     p.set_profile(lambda t: -5000)
     sb.run_s(5)
@@ -38,5 +39,5 @@ def test_short_circuit_chip_opens_in_microseconds_firmware_latches_until_reset()
     sb.run_s(5)
     assert sb.app.prot.faults == 0 and sb.fets() == (True, True)
     assert p.current_ma < -4000
-    maybe_plot(sb, "short", "short circuit: DSG open after %d us; reset" % dsg_open_after_us)
+    plot.title = "short circuit: DSG open after %d us; reset" % dsg_open_after_us
     print("short: chip opened DSG after <= %d us, %.0f mAs drawn" % (dsg_open_after_us, drawn_mas))
