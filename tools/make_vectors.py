@@ -92,7 +92,12 @@ def vectors():
                           "params": {"cell_ov_mv": 3650, "cell_ut_dc": -200, "chemistry": "LFP"}}))
     out.append(dict(base, name="command_empty", kind="command", description="a command without params",
                     args={"counter": 4294967295, "code": 1, "params": {}}))
+    out.append(dict(base, name="receipt", kind="receipt",
+                    description="bridge receipt naming seqs 0-2, 7 and 1000 of boot 42 (three runs)",
+                    args={"seqs": [0, 1, 2, 7, 1000]}))
     for v in out:
+        if v["kind"] == "receipt":
+            del v["capacity"]
         if "boot" in v and v["kind"] == "command":
             del v["boot"], v["capacity"]
     return out
@@ -117,14 +122,17 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     bad = 0
     for v in build():
-        path = out / (v["name"] + ".json")
+        # Receipts (bridge -> board) live in a subfolder: tools/decode_frame.py and its test take the
+        # top-level vectors, which are the frames it decodes (uplink and commands).
+        folder = out / "receipts" if v["kind"] == "receipt" else out
+        path = folder / (v["name"] + ".json")
         text = json.dumps(v, indent=1, sort_keys=True) + "\n"
         if args.check:
             if not path.exists() or path.read_text() != text:
                 print("differs:", path)
                 bad += 1
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print("wrote %s (%d bytes of frame)" % (path.relative_to(ROOT) if path.is_relative_to(ROOT) else path,
                                                     len(v["frame_hex"]) // 2))

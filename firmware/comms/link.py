@@ -16,6 +16,13 @@ Delivery: every uplink publish is QoS 1 and counts as delivered only when publis
 the caller keeps the frame until then (docs/comms.md). Keepalive: a PINGREQ goes out when nothing was
 sent for half the keepalive; liveness is proven by the PUBACKs of the regular traffic (a telemetry
 frame at least every batch interval), since umqtt.simple gives no signal for a PINGRESP.
+The timeout does not stay by itself: umqtt.simple's wait_msg() calls sock.setblocking(True) after its
+first read, and on MicroPython that clears the socket timeout (settimeout(None)). check_msg(),
+subscribe() and every QoS 1 publish() go through wait_msg(), so after the first of them each read
+would wait forever on a broker that froze. _rearm() sets the session's timeout again after every such
+call, before every publish and ping, and in the message callback (which runs between the packets a
+publish reads while it waits for its PUBACK). What stays unbounded is the rest of one packet after its
+first byte (a broker freezing in the middle of writing a packet).
 Costs in socket-timeout units, from umqtt.simple 1.8.0's code path: connect = TCP connect + CONNECT
 write + CONNACK read (3); subscribe and publish = write + ack read (2); ping = write (1).
 """
@@ -28,18 +35,19 @@ except ImportError:
         return x
 
 CONNECT_UNITS = const(3)
-SUBSCRIBE_UNITS = const(2)
-PUBLISH_UNITS = const(2)
-PING_UNITS = const(1)
-MAX_INBOX = const(4)             # commands held between polls (commands are rare)
+_SUBSCRIBE_UNITS = const(2)
+_PUBLISH_UNITS = const(2)
+_PING_UNITS = const(1)
+_MAX_INBOX = const(4)             # commands held between polls (commands are rare)
+_LOG_MIN_MS = const(10000)       # link state lines on the console: at most one per 10 s (a flapping link)
 
 # states
-DOWN = const(0)                  # Wi-Fi not yet requested
-WIFI_WAIT = const(1)             # wlan.connect() issued, waiting for an IP
-WIFI_BACKOFF = const(2)          # Wi-Fi attempt failed; retry after the backoff
-MQTT_WAIT = const(3)             # Wi-Fi up, no MQTT session (connect after the backoff, when it fits)
-SUBSCRIBE = const(4)             # session up, subscription to the downlink topics pending
-UP = const(5)                    # session up and subscribed: publish, receive
+_DOWN = const(0)                  # Wi-Fi not yet requested
+_WIFI_WAIT = const(1)             # wlan.connect() issued, waiting for an IP
+_WIFI_BACKOFF = const(2)          # Wi-Fi attempt failed; retry after the backoff
+_MQTT_WAIT = const(3)             # Wi-Fi up, no MQTT session (connect after the backoff, when it fits)
+_SUBSCRIBE = const(4)             # session up, subscription to the downlink topics pending
+_UP = const(5)                    # session up and subscribed: publish, receive
 STATE_NAMES = ("down", "wifi_wait", "wifi_backoff", "mqtt_wait", "subscribe", "up")
 
 WILL_PAYLOAD = b"offline"        # as cloud_bridge/verify.py WILL_PAYLOAD: the bridge maps it to offline
@@ -72,9 +80,7 @@ class Link:
         prefix = topic_root + "/" + device_id
         self.topic_status = prefix + "/up/status"
         self.topic_cmd = prefix + "/down/cmd"
-        self.topic_receipt = prefix + "/down/receipt"
-        self.topic_down = prefix + "/down/#"     # one SUBSCRIBE for commands and receipts
-        self._topic_receipt_b = self.topic_receipt.encode()
+        self._topic_receipt_b = (prefix + "/down/receipt").encode()
         # Receipts are handed over at once (they come in bursts while a backlog drains, and a dropped
         # one would stall delivery until the resend timeout); commands wait in the inbox.
         self.on_receipt = None
@@ -84,8 +90,9 @@ class Link:
         self._wlan = wlan
         self._client = None
         self._errs = None
-        self.state = DOWN
+        self.state = _DOWN
         self.timeout_ms = 0              # socket timeout of the current session
+        self._timeout_s = None           # the same in seconds, made once per session (see _rearm)
         self.connect_timeout_ms = 0      # socket timeout given to the last connect attempt
         self.connects = 0                # connect attempts
         self._t0 = 0                     # ticks_us() at begin()
@@ -105,13 +112,16 @@ class Link:
         self.published = 0
         self.max_op_us = 0               # longest single blocking call seen
         self.last_error = None
+        # console line of the link state: ticks_ms of the last line with its low 3 bits replaced by
+        # the state written then (one attribute; 8 ms resolution is plenty); -1 before the first
+        self._logged = -1
 
     # ---------------------------------------------------------------- budget
     def begin(self, budget_ms):
         """Open this cycle's budget for network work."""
         self._t0 = time.ticks_us()
         self._budget_us = budget_ms * 1000
-        if self.state >= SUBSCRIBE and self.timeout_ms * PUBLISH_UNITS * 1000 > self._budget_us:
+        if self.state >= _SUBSCRIBE and self.timeout_ms * _PUBLISH_UNITS * 1000 > self._budget_us:
             # The budget shrank (config change) below what this session's timeout needs: start a new
             # session whose timeout fits, at once (not a failure, so no backoff).
             self.close()
@@ -132,7 +142,7 @@ class Link:
     # ---------------------------------------------------------------- state
     @property
     def up(self):
-        return self.state == UP
+        return self.state == _UP
 
     def state_name(self):
         return STATE_NAMES[self.state]
@@ -165,7 +175,7 @@ class Link:
                     s.close()
                 except OSError:
                     pass
-        self.state = MQTT_WAIT
+        self.state = _MQTT_WAIT
         self._backoff()
 
     # ---------------------------------------------------------------- Wi-Fi
@@ -184,28 +194,38 @@ class Link:
         except OSError as e:
             self.last_error = e
             self.wifi_failures += 1
-            self.state = WIFI_BACKOFF
+            self.state = _WIFI_BACKOFF
             self._backoff()
             return
         self._wifi_t = time.ticks_ms()
-        self.state = WIFI_WAIT
+        self.state = _WIFI_WAIT
 
     def _poll_wifi(self):
-        w = self._wifi()
-        if self.state == DOWN or self.state == WIFI_BACKOFF and self._due():
+        try:
+            w = self._wifi()
+        except ImportError:
+            # No network module (the virtual board, a build without Wi-Fi): offline, say why, retry
+            # rarely (backoff); the protection cycle goes on.
+            if self.state != _WIFI_BACKOFF or self._due():
+                self.last_error = "no network module"
+                self.wifi_failures += 1
+                self.state = _WIFI_BACKOFF
+                self._backoff()
+            return False
+        if self.state == _DOWN or self.state == _WIFI_BACKOFF and self._due():
             self._wifi_start()
             return False
-        if self.state == WIFI_BACKOFF:
+        if self.state == _WIFI_BACKOFF:
             return False
         if w.isconnected():
-            if self.state == WIFI_WAIT:
-                self.state = MQTT_WAIT
+            if self.state == _WIFI_WAIT:
+                self.state = _MQTT_WAIT
                 self._attempts = 0       # a fresh network: try the broker at once
                 self._retry_at = time.ticks_ms()
             return True
-        if self.state != WIFI_WAIT:
+        if self.state != _WIFI_WAIT:
             # The link dropped under a session: the socket is dead, close it and start over.
-            if self.state >= SUBSCRIBE:
+            if self.state >= _SUBSCRIBE:
                 self.failures += 1
                 c = self._client
                 s = None if c is None else getattr(c, "sock", None)
@@ -228,7 +248,7 @@ class Link:
                 w.disconnect()
             except OSError:
                 pass
-            self.state = WIFI_BACKOFF
+            self.state = _WIFI_BACKOFF
             self._backoff()
         return False
 
@@ -241,12 +261,22 @@ class Link:
         c.set_callback(self._on_msg)
         return c
 
+    def _rearm(self):
+        """Set the session's socket timeout again: umqtt.simple's wait_msg() leaves the socket blocking
+        with no timeout (setblocking(True)), see the module doc. Allocates nothing (the float is made at
+        connect; settimeout is called as a method, no bound method is made)."""
+        t = self._timeout_s
+        if t is not None:
+            self._client.sock.settimeout(t)
+
     def _on_msg(self, topic, msg):
-        # Runs inside umqtt calls (check_msg, or a publish waiting for its PUBACK).
+        # Runs inside umqtt calls (check_msg, or a publish waiting for its PUBACK), after wait_msg()
+        # made the socket blocking: the next read of that call must be bounded again.
+        self._rearm()
         if topic == self._topic_receipt_b and self.on_receipt is not None:
             self.on_receipt(msg)
             return
-        if len(self.inbox) >= MAX_INBOX:
+        if len(self.inbox) >= _MAX_INBOX:
             self.inbox_dropped += 1
             return
         self.inbox.append((topic, msg))
@@ -284,30 +314,56 @@ class Link:
             return False
         self._timed(t0)
         self.timeout_ms = timeout_ms
+        # None when the socket has no settimeout() (a TLS socket of an older port): docs/comms.md.
+        self._timeout_s = timeout_ms / 1000 if hasattr(self._client.sock, "settimeout") else None
         self._last_tx = time.ticks_ms()
-        self.state = SUBSCRIBE
+        self.state = _SUBSCRIBE
         return True
 
     def _subscribe(self):
         t0 = time.ticks_us()
         try:
-            self._client.subscribe(self.topic_down, qos=1)
+            # one SUBSCRIBE for commands and receipts (the topic is made per session, not kept)
+            self._client.subscribe(self.topic_cmd[:-3] + "#", qos=1)
         except self._errors() as e:
             self._timed(t0)
             self._drop(e)
             return False
         self._timed(t0)
+        self._rearm()                    # the SUBACK was read through wait_msg()
         self._last_tx = time.ticks_ms()
         self._attempts = 0
         self.sessions += 1
-        self.state = UP
+        self.state = _UP
         return True
+
+    def log_state(self):
+        """One console line when the link state changed (Wi-Fi up/down, MQTT up, offline and why), at
+        most one per _LOG_MIN_MS: a board without network says so in its log. poll() calls it first, for
+        the state the previous poll left; allocates only when it writes."""
+        st = self.state
+        last = self._logged
+        if last >= 0 and ((last & 7) == st or time.ticks_diff(time.ticks_ms(), last & ~7) < _LOG_MIN_MS):
+            return                       # unchanged, or the latest state is written once the period is over
+        if st == _SUBSCRIBE or st == _DOWN:
+            return                       # a passing state, or nothing tried yet
+        self._logged = (time.ticks_ms() & ~7) | st
+        if st == _UP:
+            print("comms: mqtt up (%s, session %d)" % (self.host, self.sessions))
+        elif st == _WIFI_WAIT:
+            print("comms: wifi connecting to %s" % self.ssid)
+        elif st == _MQTT_WAIT and self.last_error is None:
+            print("comms: wifi up, mqtt connecting to %s" % self.host)
+        else:
+            what = "wifi" if st <= _WIFI_BACKOFF else "mqtt"
+            print("comms: mqtt offline (%s: %s)" % (what, self.last_error))
 
     def poll(self):
         """Advance Wi-Fi and the session within the budget opened by begin(); take in waiting messages."""
+        self.log_state()
         if not self._poll_wifi():
             return
-        if self.state == MQTT_WAIT:
+        if self.state == _MQTT_WAIT:
             if not self._due():
                 return
             # The session's socket timeout: what is left of this budget shared by the connect's steps.
@@ -316,12 +372,12 @@ class Link:
                 return
             if not self._connect(t):
                 return
-        if self.state == SUBSCRIBE:
-            if not self.fits(SUBSCRIBE_UNITS) or not self._subscribe():
+        if self.state == _SUBSCRIBE:
+            if not self.fits(_SUBSCRIBE_UNITS) or not self._subscribe():
                 return
         # Waiting downlink packets: check_msg() never blocks for the first byte (non-blocking read);
         # the rest of a packet is read with the socket timeout, so it costs one unit.
-        for _ in range(MAX_INBOX):
+        for _ in range(_MAX_INBOX):
             if not self.fits(1):
                 break
             n = len(self.inbox)
@@ -333,10 +389,12 @@ class Link:
                 self._drop(e)
                 return
             self._timed(t0)
+            self._rearm()                # check_msg() ends with the socket blocking and no timeout
             if len(self.inbox) == n:
                 break
         if time.ticks_diff(time.ticks_ms(), self._last_tx) >= self.keepalive_s * 500 \
-                and self.fits(PING_UNITS):
+                and self.fits(_PING_UNITS):
+            self._rearm()
             t0 = time.ticks_us()
             try:
                 self._client.ping()
@@ -349,8 +407,9 @@ class Link:
 
     def publish(self, topic, msg, retain=False):
         """QoS 1 publish if it fits the budget. True once the broker acknowledged it (PUBACK)."""
-        if self.state != UP or not self.fits(PUBLISH_UNITS):
+        if self.state != _UP or not self.fits(_PUBLISH_UNITS):
             return False
+        self._rearm()                    # whatever umqtt call came last left no timeout
         t0 = time.ticks_us()
         try:
             self._client.publish(topic, msg, retain, 1)
@@ -359,15 +418,16 @@ class Link:
             self._drop(e)
             return False
         self._timed(t0)
+        self._rearm()
         self._last_tx = time.ticks_ms()
         self.published += 1
         return True
 
     def close(self):
         """Orderly end (DISCONNECT: the broker drops the will). For tests and a planned reboot."""
-        if self.state >= SUBSCRIBE and self._client is not None:
+        if self.state >= _SUBSCRIBE and self._client is not None:
             try:
                 self._client.disconnect()
             except self._errors():
                 pass
-        self.state = MQTT_WAIT if self.state >= MQTT_WAIT else self.state
+        self.state = _MQTT_WAIT if self.state >= _MQTT_WAIT else self.state

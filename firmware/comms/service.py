@@ -20,6 +20,12 @@ acks, runs the link, the downlink commands and time sync, and drains the outboxe
   that an event/ack/status frame may overtake at most REORDER_MAX queued telemetry frames: the bridge
   refuses a seq more than its window (64) below the highest it accepted (cloud_bridge/verify.py).
 - Sequence numbers count every frame of this boot; the boot counter is persisted (bootcount.py).
+  Seq 0 is kept for the hello: the first status frame that carries the wall clock (sent as soon as the
+  clock is synced). A board that booted offline drains frames made before that sync; the bridge places
+  them in time by an anchor of the boot (uptime 0 in Unix ms) and takes the exact one from the hello.
+  Being seq 0 it is inside the bridge's replay window whatever the backlog, and it overtakes it:
+  the bridge refuses a seq more than 64 below the highest it accepted, so a hello with a new seq
+  could not go ahead of a backlog longer than REORDER_MAX (docs/comms.md "Time").
 """
 import time
 
@@ -40,6 +46,10 @@ REORDER_MAX = const(32)          # half the bridge's replay window of 64 frames
 MAX_UNCONFIRMED = const(32)      # frames sent and not yet named by a receipt: resends stay in that window
 _CONF_SLOTS = const(64)          # receipts remembered for frames behind an unconfirmed head (seq & 63)
 REBOOT_GRACE_MS = const(5000)    # after a reboot command: wait this long at most for its ack to go out
+# Info event (kind 3) of comms, beside the app's 32..36 (firmware/app.py): frames the outboxes lost.
+# Values: telemetry frames dropped, event frames dropped, spill segments found corrupt (all since boot).
+INFO_OUTBOX_DROPPED = const(40)
+_DROP_REPORT_MS = const(60000)    # at most one drop report a minute while frames are being dropped
 
 
 class Comms:
@@ -60,7 +70,8 @@ class Comms:
         self._auth = key if isinstance(key, auth.Authenticator) else auth.Authenticator(key)
         self.link = link
         self.boot = bootcount.next_boot(state_dir + "/boot")
-        self.seq = 0
+        self.seq = 1                     # 0 is the hello's (see the module doc)
+        self._hello_sent = False
         self.ts = timesync if timesync is not None else TimeSync()
         self.commands = Commands(device_id, self._auth, bootcount.IntFile(state_dir + "/cmd_hwm"),
                                  timesync=self.ts)
@@ -103,6 +114,8 @@ class Comms:
         self._next_sample = time.ticks_ms()
         self._sessions_seen = 0
         self._reboot_t = 0
+        self._drops_told = 0             # drops + corrupt segments already reported (INFO_OUTBOX_DROPPED)
+        self._drops_t = time.ticks_add(time.ticks_ms(), -_DROP_REPORT_MS)
         # counters (docs/comms.md)
         self.samples = 0                 # samples put into frames
         self.bad_samples = 0             # samples the encoder refused (shape or range)
@@ -133,6 +146,7 @@ class Comms:
         s = self.seq
         self.seq = s + 1
         return s
+
 
     def offer_sample(self, sample):
         """Copy one sample into the open telemetry frame (at most one per sample_every_ms). No blocking."""
@@ -203,6 +217,28 @@ class Comms:
         if self._evt.count:
             self.evt_box.push(self._evt.finish())
 
+    def _report_drops(self, now):
+        """An info event when the outboxes lost frames since the last report (at most one a minute):
+        a long outage that fills the flash is then visible in the cloud, not only on the board."""
+        tb = self.tlm_box
+        eb = self.evt_box
+        n = tb.dropped + eb.dropped + tb.corrupt + eb.corrupt
+        if n == self._drops_told or time.ticks_diff(now, self._drops_t) < _DROP_REPORT_MS:
+            return
+        self._drops_told = n
+        self._drops_t = now
+        v = (tb.dropped, eb.dropped, tb.corrupt + eb.corrupt)   # allocates: at most once a minute
+        try:
+            if not self._evt_open:
+                self._begin_evt(now)
+            if not self._evt.add_event_values(now, frame.EVENT_INFO, INFO_OUTBOX_DROPPED, v):
+                self._close_evt()
+                self._begin_evt(now)
+                self._evt.add_event_values(now, frame.EVENT_INFO, INFO_OUTBOX_DROPPED, v)
+        except ValueError:
+            return
+        self.events += 1
+
     def _push_one(self, mv):
         self.evt_box.push(mv)
 
@@ -210,7 +246,12 @@ class Comms:
         self._close_evt()                # the encoder is shared: events queued so far go first
         ts = self.ts
         now = ts.update()
-        self._push_one(self._evt.status(self._next_seq(), now, ts.up_s, ts.up_ms, self.fw_version,
+        if ts.synced and not self._hello_sent:
+            self._hello_sent = True      # the hello: seq 0, with the wall clock (module doc)
+            seq = 0
+        else:
+            seq = self._next_seq()
+        self._push_one(self._evt.status(seq, now, ts.up_s, ts.up_ms, self.fw_version,
                                         self.board_name, self.config_hash, self.reset_cause,
                                         self.cell_count, self.temp_count, ts.wall_s, ts.wall_ms))
 
@@ -231,14 +272,22 @@ class Comms:
         now = self.ts.update()
         if self._tlm_open and time.ticks_diff(now, self._tlm_t0) >= self.batch_ms - self.sample_every_ms // 2:
             self._close_tlm()
+        self._report_drops(now)
         self._close_evt()
         link.poll()
-        if link.sessions != self._sessions_seen:
-            # A new session: announce ourselves (retained status replaces the broker's "offline" will),
-            # and publish again whatever the bridge has not confirmed: the broker we had may have
-            # acknowledged frames it never stored (a crash), and receipts sent while we were away are gone.
+        new_session = link.sessions != self._sessions_seen
+        if new_session:
+            # A new session: publish again whatever the bridge has not confirmed: the broker we had
+            # may have acknowledged frames it never stored (a crash), and receipts sent while we were
+            # away are gone. Then announce ourselves (below, after the time sync).
             self._sessions_seen = link.sessions
             self._rewind(now)
+        # Time sync before the status and before draining: the status (the hello, when it is the
+        # first synced one) then carries the wall clock, ahead of what was queued before the sync.
+        if link.up and self.ts.due() and link.fits(1):
+            self.ts.sync(link.timeout_ms)
+        if new_session or not self._hello_sent and self.ts.synced:
+            # retained status replaces the broker's "offline" will; the hello goes out once synced
             self._status()
         while link.inbox:
             topic, msg = link.inbox.pop(0)
@@ -250,8 +299,6 @@ class Comms:
                 self.stray_downlink += 1
         if self.receipts:
             self._receipt_timer(now)
-        if link.up and self.ts.due() and link.fits(1):
-            self.ts.sync(link.timeout_ms)
         self._drain()
         if self.commands.reboot_requested:
             self._maybe_reboot(now)
@@ -293,6 +340,8 @@ class Comms:
             first = frame.u32_at(msg, pos)
             end = first + msg[pos + 4]
             pos += 5
+            if first == 0 and end > 0:
+                conf[0] = 0              # the hello (seq 0) may wait behind events with higher seqs
             if first < lo:
                 first = lo
             if end > hi:
@@ -448,12 +497,15 @@ class Comms:
             if not sec.get(k):
                 raise ValueError("comms: secrets %s lacks %s" % (path, k))
         opts = b.get("comms", {})
+        sizes = _outbox_sizes(opts)
         ssl = None
         if sec.get("mqtt_tls"):
             import ssl as _ssl
             ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
             if sec.get("mqtt_ca"):
-                ctx.load_verify_locations(cadata=sec["mqtt_ca"])
+                # MicroPython's load_verify_locations(cadata=) takes DER bytes; the secrets file
+                # (JSON) holds the CA as PEM text. CPython takes DER bytes too.
+                ctx.load_verify_locations(cadata=_ca_der(sec["mqtt_ca"]))
             ssl = ctx
         dev = sec["device_id"]
         link = Link(dev, sec["wifi_ssid"], sec["wifi_key"], sec["mqtt_host"], port=sec.get("mqtt_port", 0),
@@ -479,4 +531,38 @@ class Comms:
                    sample_every_ms=opts.get("sample_every_ms", 1000), batch_ms=opts.get("batch_ms", 10000),
                    timesync=ts, fw_version=FIRMWARE_VERSION, board_name=b.get("name", ""),
                    config_hash=chash, reset_cause=cause & 0xFF, cell_count=cfg["cell_count"],
-                   temp_count=cfg["temp_count"])
+                   temp_count=cfg["temp_count"], **sizes)
+
+
+# Boot-only helpers of from_board (module functions: on a frozen board a function object is all
+# they keep in the heap).
+def _ca_der(pem):
+    """DER bytes of the first certificate in a PEM text; ValueError if there is none."""
+    import binascii
+    head = "-----BEGIN CERTIFICATE-----"
+    b = pem.find(head)
+    e = pem.find("-----END CERTIFICATE-----", b + 1)
+    if b < 0 or e < 0:
+        raise ValueError("comms: mqtt_ca must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        return binascii.a2b_base64("".join(pem[b + len(head):e].split()))
+    except ValueError:
+        raise ValueError("comms: mqtt_ca: bad base64 in the PEM certificate")
+
+
+def _outbox_sizes(opts):
+    """The outbox keyword arguments from a board's "comms" options; ValueError naming the key."""
+    # key, default, min, max (a constant tuple: nothing resident). The defaults hold 7.1 h of 1 Hz
+    # samples in 1 MiB of flash (docs/comms.md "Outbox capacity").
+    out = {}
+    for key, default, lo, hi in (("tlm_slots", 2, 1, 64), ("tlm_slot_bytes", 512, 256, 1024),
+                                 ("tlm_max_segments", 256, 1, 4096), ("tlm_segment_bytes", 4096, 1024, 16384),
+                                 ("evt_slots", 4, 1, 32), ("evt_slot_bytes", 320, 320, 1024),
+                                 ("evt_max_segments", 16, 1, 1024)):
+        v = opts.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ValueError("comms: %s must be an integer %d..%d, got %r" % (key, lo, hi, v))
+        out[key] = v
+    if out["tlm_segment_bytes"] < out["tlm_slot_bytes"]:
+        raise ValueError("comms: tlm_segment_bytes must be >= tlm_slot_bytes")
+    return out

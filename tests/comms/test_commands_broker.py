@@ -49,14 +49,20 @@ def acks(sub):
     return out
 
 
-def test_commands_round_trip_and_rejections(tmp_path, sim_clock, mosquitto_factory):
+def board_with_config(tmp_path, mosquitto_factory):
+    """A board (comms over a real mosquitto with ACLs), the operator, the ack subscriber, and the
+    config its set-config commands change (persisted under tmp_path)."""
     wifi_instant()
     broker = mosquitto_factory(users=broker_users(), acl=True, bridge_users=("bridge", "operator"))
     sub = Subscriber(broker)
     op = Operator(broker)
     comms = make_comms(tmp_path, make_link(broker))
     cfg = defaults.build("lfp", {"cell_count": 4, "temp_count": 1})
-    path = str(tmp_path / "config.json")
+    return broker, sub, op, comms, cfg, str(tmp_path / "config.json")
+
+
+def test_commands_round_trip_and_rejections(tmp_path, sim_clock, mosquitto_factory):
+    broker, sub, op, comms, cfg, path = board_with_config(tmp_path, mosquitto_factory)
 
     def hook(code, params):
         if code == cc.CMD_SET_CONFIG:
@@ -98,5 +104,64 @@ def test_commands_round_trip_and_rejections(tmp_path, sim_clock, mosquitto_facto
             break
     assert sub.wait_for(lambda x: len(acks(x)) >= 5)
     assert acks(sub)[4] == (103, cc.CMD_GET_CONFIG, cc.RESULT_OK, "cell_ov_mv=3600")
+    op.close()
+    sub.close()
+
+
+def test_every_kind_of_bad_command_through_the_broker_is_answered_and_changes_nothing(
+        tmp_path, sim_clock, mosquitto_factory):
+    """Unknown, malformed, unsigned, replayed, wrong-key and bad-value commands sent by the operator
+    through mosquitto: each gets an error ack, the config stays as it was, and only the signed ones
+    with a fresh counter (unknown code, bad value: documented) move the replay counter."""
+    broker, sub, op, comms, cfg, path = board_with_config(tmp_path, mosquitto_factory)
+    calls = []
+
+    def hook(code, params):
+        calls.append(code)
+        if code == cc.CMD_SET_CONFIG:
+            return set_config(cfg, params["key"], params["value"], path)
+        return cc.RESULT_UNSUPPORTED, "not in this test"
+
+    comms.on_command = hook
+    pump(comms, sim_clock, 3)
+    assert comms.link.up
+    op.send(frame.encode_command(DEV, KEY, 100, cc.CMD_SET_CONFIG, {"key": "cell_ov_mv", "value": 3600}))
+    good = frame.encode_command(DEV, KEY, 100, cc.CMD_SET_CONFIG, {"key": "cell_ov_mv", "value": 3600})
+    bad = [
+        ("unknown", frame.encode_command(DEV, KEY, 101, 200, {}), cc.RESULT_UNKNOWN_COMMAND),
+        ("malformed", b"\x07hello", cc.RESULT_MALFORMED),
+        ("unsigned", frame.encode_command(DEV, KEY, 102, cc.CMD_SET_CONFIG,
+                                          {"key": "cell_ov_mv", "value": 3300})[:-12] + bytes(12),
+         cc.RESULT_BAD_TAG),
+        ("replayed", good, cc.RESULT_REPLAY),
+        ("wrong key", frame.encode_command(DEV, bytes(32), 103, cc.CMD_SET_CONFIG,
+                                           {"key": "cell_ov_mv", "value": 3300}), cc.RESULT_BAD_TAG),
+        ("bad value", frame.encode_command(DEV, KEY, 104, cc.CMD_SET_CONFIG,
+                                           {"key": "cell_ov_mv", "value": 99999}), cc.RESULT_BAD_PARAM),
+    ]
+    for _ in range(40):
+        pump(comms, sim_clock, 1)
+        if acks(sub):
+            break
+    assert sub.wait_for(lambda x: len(acks(x)) >= 1) and acks(sub)[0][2] == cc.RESULT_OK
+    assert cfg["cell_ov_mv"] == 3600
+    with open(path) as f:
+        stored = f.read()
+    for name, payload, _ in bad:
+        op.send(payload)
+        pump(comms, sim_clock, 2)                # one at a time: error acks are rate-limited per minute
+        sim_clock.advance_ms(11000)
+    for _ in range(80):
+        pump(comms, sim_clock, 1)
+        if len(acks(sub)) >= 1 + len(bad):
+            break
+    assert sub.wait_for(lambda x: len(acks(x)) >= 1 + len(bad)), acks(sub)
+    got = acks(sub)[1:]
+    assert [r for _, _, r, _ in got] == [want for _, _, want in bad], list(zip([n for n, _, _ in bad], got))
+    assert cfg["cell_ov_mv"] == 3600                 # nothing changed
+    with open(path) as f:
+        assert f.read() == stored                    # nothing persisted
+    assert calls.count(cc.CMD_SET_CONFIG) == 2       # the good one and the bad value (refused by validation)
+    assert comms.commands.last_counter == 104        # signed, fresh counters only (docs/comms.md)
     op.close()
     sub.close()

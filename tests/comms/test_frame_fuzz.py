@@ -152,3 +152,48 @@ def test_commands_round_trip_and_mutations_fail_cleanly(params, counter, code, d
     decode_only_frame_errors(sign(bytes(body)))
     decode_only_frame_errors(bytes(body) + c[-12:])      # unsigned mutation: must be refused
     assert decode_only_frame_errors(bytes(body) + c[-12:])[1] != "ok"
+
+
+def receipt_only_frame_errors(b):
+    """check_receipt / receipt_has / receipt_seqs on any bytes: a result or a FrameError with one of the
+    documented reasons, nothing else. Returns the reason or 'ok'."""
+    try:
+        boot, runs = frame.check_receipt(b, DEV, KEY)
+    except frame.FrameError as e:
+        assert e.reason in ("truncated", "oversized", "version", "kind", "tag", "malformed")
+        return e.reason
+    assert 0 <= boot < 1 << 32 and 0 <= runs
+    for seq in (0, 1, 7, (1 << 32) - 1):
+        assert frame.receipt_has(b, runs, seq) in (True, False)
+    boot2, seqs = frame.receipt_seqs(b, DEV, KEY)
+    assert boot2 == boot and all(0 <= s for s in seqs)
+    return "ok"
+
+
+@SETTINGS
+@given(b=st.binary(max_size=400))
+def test_receipt_parser_on_random_bytes(b):
+    receipt_only_frame_errors(b)
+
+
+@SETTINGS
+@given(body=st.binary(max_size=300), kind=st.sampled_from([6, 6, 6, 1, 5, 9]), flags=st.sampled_from([0, 1, 2]))
+def test_receipt_parser_on_resigned_bodies(body, kind, flags):
+    """Garbage behind a valid tag and a receipt header: reaches the run parser."""
+    receipt_only_frame_errors(sign(bytes([1, kind, flags]) + body))
+
+
+@SETTINGS
+@given(seqs=st.lists(st.integers(0, (1 << 32) - 1), min_size=1, max_size=60), data=st.data())
+def test_receipt_parser_on_mutated_receipts(seqs, data):
+    """Real receipts, then one byte changed (re-signed) or cut: never anything but a FrameError, and
+    an unmodified receipt names exactly its seqs."""
+    for r in frame.encode_receipts(DEV, KEY, 3, seqs):
+        r = bytes(r)
+        boot, got = frame.receipt_seqs(r, DEV, KEY)
+        assert boot == 3 and set(got) <= set(seqs)
+        body = bytearray(r[:-frame.TAG_LEN])
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+        receipt_only_frame_errors(sign(bytes(body)))
+        receipt_only_frame_errors(r[:data.draw(st.integers(0, len(r)))])

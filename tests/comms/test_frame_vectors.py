@@ -9,7 +9,7 @@ from tests.vectors import vector_codec
 from tools import make_vectors
 
 VEC_DIR = pathlib.Path(__file__).resolve().parents[1] / "vectors"
-FILES = sorted(VEC_DIR.glob("*.json"))
+FILES = sorted(VEC_DIR.glob("*.json")) + sorted(VEC_DIR.glob("receipts/*.json"))
 
 
 def load(path):
@@ -18,7 +18,7 @@ def load(path):
 
 def test_every_kind_has_a_vector():
     kinds = {load(p)["kind"] for p in FILES}
-    assert kinds == {"telemetry", "event", "status", "ack", "command"}
+    assert kinds == {"telemetry", "event", "status", "ack", "command", "receipt"}
     batched = [load(p) for p in FILES if load(p)["kind"] == "telemetry" and len(load(p)["samples"]) > 1]
     assert batched, "no batched telemetry vector"
 
@@ -42,6 +42,10 @@ def test_decode_gives_the_inputs(path):
     a = v["args"]
     if v["kind"] == "command":
         assert (d["counter"], d["code"], d["params"]) == (a["counter"], a["code"], a["params"])
+        return
+    if v["kind"] == "receipt":
+        assert d == {"boot": v["boot"], "seqs": a["seqs"]}
+        assert frame.check_receipt(bytes.fromhex(v["frame_hex"]), v["device_id"], v["key_hex"]) == (v["boot"], 3)
         return
     assert (d["boot"], d["seq"]) == (v["boot"], a["seq"])
     assert d["uptime_ms"] == a["uptime_s"] * 1000 + a["uptime_ms"]
@@ -76,6 +80,6 @@ def test_decode_gives_the_inputs(path):
 def test_vector_fails_under_another_device_id(path):
     v = load(path)
     b = bytes.fromhex(v["frame_hex"])
-    fn = frame.verify_command if v["kind"] == "command" else frame.decode
+    fn = vector_codec.verifier(v["kind"])
     with pytest.raises(frame.BadTag):
         fn(b, v["device_id"] + "x", v["key_hex"])

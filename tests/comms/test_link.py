@@ -198,3 +198,88 @@ def test_board_without_umqtt_stays_offline_and_keeps_polling(tmp_path, monkeypat
     assert not lk.up and lk.sessions == 0
     assert lk.connects == 0 and lk.failures >= 2
     assert "umqtt.simple missing" in str(lk.last_error)
+
+
+@pytest.mark.parametrize("rearm", [True, False], ids=["rearmed", "without_rearm"])
+def test_broker_freezing_after_check_msg_costs_one_budget_not_forever(tmp_path, mosquitto_factory,
+                                                                      monkeypatch, rearm):
+    """umqtt.simple's wait_msg() leaves the socket blocking with no timeout (the stand-in does as
+    upstream). The session has done subscribe, check_msg and a publish when the broker freezes: with
+    the link setting its timeout again, the next publish ends within the budget; without it (the
+    control case) the publish waits until the broker is back, which proves the test can fail."""
+    import threading
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True)
+    if not rearm:
+        monkeypatch.setattr(L.Link, "_rearm", lambda self: None)
+    lk = make_link(broker, backoff_min_ms=20, backoff_max_ms=200)
+    budget_ms = 45
+    end = _time.monotonic() + 5
+    while not lk.up and _time.monotonic() < end:
+        lk.begin(budget_ms)
+        lk.poll()
+        _time.sleep(0.005)
+    assert lk.up
+    lk.begin(budget_ms)
+    lk.poll()                                    # check_msg(): socket left blocking by umqtt
+    assert lk.publish(lk.topic_by_kind[1], b"x")
+    freeze_s = 2.5
+    broker.pause()
+    threading.Timer(freeze_s, broker.resume).start()
+    lk.begin(budget_ms)
+    lk.poll()
+    t0 = _time.perf_counter()
+    lk.publish(lk.topic_by_kind[1], b"y")
+    took = _time.perf_counter() - t0
+    _time.sleep(max(0.0, freeze_s + 0.2 - took))
+    if rearm:
+        assert took <= budget_ms / 1000 + 0.2, took
+        assert not lk.up and lk.failures == 1     # timed out: session dropped, reconnect backs off
+        assert lk._client.sock.settimeouts >= 3   # connect, and again after umqtt's waits
+    else:
+        assert took >= freeze_s - 0.3, took       # blocked until the broker came back
+
+
+def console_lines(capsys):
+    return [x for x in capsys.readouterr().out.splitlines() if x.startswith("comms: ")]
+
+
+def test_link_state_changes_are_logged_rate_limited(tmp_path, sim_clock, mosquitto_factory, capsys):
+    """Wi-Fi/MQTT up, down and offline-with-reason reach the console, at most one line per
+    _LOG_MIN_MS (Link.poll writes the state the previous poll left)."""
+    wifi_instant()
+    broker = mosquitto_factory(users=broker_users(), acl=True)
+    lk = make_link(broker)
+    comms = make_comms(tmp_path, lk)
+    lines = console_lines(capsys)
+    for _ in range(60):                          # 15 s: past one LOG_MIN_MS after the first line
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    lines += console_lines(capsys)
+    assert lk.up and any(x.startswith("comms: mqtt up") for x in lines), lines
+    network.SIM.set_ap(False)
+    for _ in range(8):
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    lines += console_lines(capsys)
+    n = len(lines)
+    for _ in range(400):                         # 100 s of a flapping radio: states change often
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+    lines += console_lines(capsys)
+    assert any("offline (wifi" in x for x in lines), lines
+    assert len(lines) - n <= 100 // (L._LOG_MIN_MS // 1000) + 1
+
+
+def test_board_without_network_module_logs_mqtt_offline(tmp_path, sim_clock, monkeypatch, capsys):
+    """The virtual board has no network module: the link stays offline, says so in its log, and
+    poll() never raises into the protection cycle."""
+    import sys
+    monkeypatch.setitem(sys.modules, "network", None)
+    lk = L.Link("bms-0001", "ap", "k", "127.0.0.1", backoff_min_ms=1000, backoff_max_ms=60000)
+    comms = make_comms(tmp_path, lk)
+    for _ in range(40):
+        comms.poll(30)
+        sim_clock.advance_ms(250)
+    assert not lk.up and lk.sessions == 0
+    assert console_lines(capsys) == ["comms: mqtt offline (wifi: no network module)"]

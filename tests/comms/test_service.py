@@ -106,3 +106,51 @@ def test_from_board_reads_the_secrets_file(tmp_path, sim_clock):
         Comms.from_board(b, cfg)
     with pytest.raises(ValueError, match="no secrets"):
         Comms.from_board({"secrets_path": str(tmp_path / "none.json")}, cfg)
+
+
+def test_outbox_drops_are_reported_as_an_info_event(tmp_path, sim_clock):
+    """A telemetry outbox too small for the outage drops its oldest frames: the count leaves the board
+    as an info event (code INFO_OUTBOX_DROPPED, values: telemetry dropped, events dropped, corrupt
+    segments), at most once a minute, and only when the count changed."""
+    network.SIM.set_ap(False)
+    c = make_comms(tmp_path, make_link(None, port=1), sample_every_ms=1000, batch_ms=1000,
+                   tlm_slots=1, tlm_max_segments=1, tlm_segment_bytes=1024, evt_max_segments=4)
+    s = make_sample()
+
+    def run(seconds):
+        for i in range(4 * seconds):
+            step_sample(s, i)
+            c.offer_sample(s)
+            c.poll(20)
+            sim_clock.advance_ms(250)
+
+    run(30)
+    c.flush()
+    assert c.tlm_box.dropped > 0
+    reports = [e["values"] for f in drain(c.evt_box) for e in f.get("events", [])
+               if e["event"] == frame.EVENT_INFO and e["code"] == S.INFO_OUTBOX_DROPPED]
+    assert len(reports) == 1                         # the first drop at once, then rate-limited
+    assert reports[0][0] >= 1 and reports[0][1:] == [0, 0]
+    run(90)
+    c.flush()
+    later = [e["values"] for f in drain(c.evt_box) for e in f.get("events", [])
+             if e["event"] == frame.EVENT_INFO and e["code"] == S.INFO_OUTBOX_DROPPED]
+    assert 1 <= len(later) <= 2                      # 90 s: at most one a minute
+    assert later[-1][0] > reports[0][0]              # cumulative count
+
+
+def test_outbox_sizes_come_from_the_comms_options_and_are_validated(tmp_path, sim_clock):
+    from firmware.config import defaults
+    cfg = defaults.build("lfp", {"cell_count": 4, "temp_count": 1})
+    sec = {"device_id": "bms-0009", "key": "00" * 32, "wifi_ssid": "site", "wifi_key": "k",
+           "mqtt_host": "10.0.0.5", "mqtt_password": "pw"}
+    p = tmp_path / "secrets.json"
+    p.write_text(json.dumps(sec))
+    opts = {"spill_dir": str(tmp_path / "ob"), "state_dir": str(tmp_path / "st"),
+            "tlm_max_segments": 512, "tlm_slots": 3, "evt_max_segments": 8}
+    c = Comms.from_board({"secrets_path": str(p), "comms": opts}, cfg)
+    assert c.tlm_box.max_segments == 512 and c.tlm_box.slots == 3 and c.evt_box.max_segments == 8
+    for key, bad in (("tlm_max_segments", 0), ("tlm_slot_bytes", 100), ("evt_slot_bytes", 200),
+                     ("tlm_slots", "2"), ("tlm_segment_bytes", 99999), ("evt_max_segments", True)):
+        with pytest.raises(ValueError, match=key):
+            Comms.from_board({"secrets_path": str(p), "comms": dict(opts, **{key: bad})}, cfg)

@@ -78,6 +78,29 @@ def test_device_cannot_publish_as_another(tmp_path, sim_clock, mosquitto_factory
         bad.poll(BUDGET_MS)
         sim_clock.advance_ms(3000)
     assert not bad.link.up and bad.link.refused >= 1
+    # The right password, another device's topic: the broker acknowledges (MQTT 3.1.1 has no way to
+    # refuse a PUBLISH) and drops it; the bridge-side subscriber never sees it.
+    sub = Subscriber(broker)
+    good = make_comms(tmp_path / "b", make_link(broker))
+    for _ in range(8):
+        good.poll(BUDGET_MS)
+        sim_clock.advance_ms(250)
+        if good.link.up:
+            break
+    assert good.link.up
+    lk = good.link
+    forged = "bms/bms-0002/up/telemetry"
+    for _ in range(3):
+        lk.begin(BUDGET_MS)
+        if lk.publish(forged, b"as-bms-0002"):
+            break
+        sim_clock.advance_ms(250)
+    lk.begin(BUDGET_MS)
+    assert lk.publish(lk.topic_by_kind[1], b"own-topic")
+    # one connection's messages arrive in order: once the own-topic one is in, the forged one is gone
+    assert sub.wait_for(lambda x: any(p == b"own-topic" for _, p, _ in x.raw), 10)
+    assert [t for t, _, _ in sub.raw if t.startswith("bms/bms-0002/")] == []
+    sub.close()
 
 
 @pytest.mark.parametrize("how", ["kill", "stop", "pause_kill"])

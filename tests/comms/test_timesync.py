@@ -81,3 +81,32 @@ def test_frames_carry_wall_clock_only_after_sync(tmp_path, sim_clock):
     assert up == [up[0], up[0] + 1000, up[0] + 2000]           # placed in time by uptime (+ boot)
     assert all(x["unix_ms"] is None for x in frames[0]["samples"])
     assert frames[1]["unix_ms"] == (800000000 + frame.WALL_EPOCH_UNIX_S) * 1000
+
+
+def test_first_sync_queues_the_hello_at_seq_0_with_the_wall_clock(tmp_path, sim_clock):
+    """Frames count from seq 1; once the clock is set the board queues its hello: a status frame with
+    the wall clock at seq 0 (the bridge's exact anchor, docs/comms.md Time). Only one per boot."""
+    network.SIM.set_ap(False)
+    ts = TimeSync(ntp=lambda: 800000000)
+    c = make_comms(tmp_path, make_link(None, port=1), timesync=ts, batch_ms=2000)
+    s = make_sample()
+    for i in range(4):
+        step_sample(s, i)
+        c.offer_sample(s)
+        c.poll(20)
+        sim_clock.advance_ms(1000)
+    c.flush()
+    assert c.evt_box.peek() is None                   # no hello without a wall clock
+    first = frame.decode(bytes(c.tlm_box.peek()), DEV, KEY)
+    assert first["seq"] == 1 and first["unix_ms"] is None
+    ts.set_wall(800000000)                            # as NTP or a time-sync command would
+    for _ in range(3):
+        c.poll(20)
+        sim_clock.advance_ms(1000)
+    hellos = []
+    while c.evt_box.peek() is not None:
+        hellos.append(frame.decode(bytes(c.evt_box.peek()), DEV, KEY))
+        c.evt_box.pop()
+    assert [(d["kind"], d["seq"]) for d in hellos] == [(frame.KIND_STATUS, 0)]
+    assert hellos[0]["unix_ms"] - hellos[0]["uptime_ms"] == \
+        (800000000 + frame.WALL_EPOCH_UNIX_S) * 1000 - 4000    # exact anchor: wall at uptime 0

@@ -71,12 +71,14 @@ def test_wait_msg_blocks_for_one_message_and_consumes_the_ping_answer(mosquitto)
     sub.connect(timeout=1.0)
     sub.set_callback(lambda t, m: got.append(m))
     sub.subscribe("t/#", qos=1)
+    assert sub.sock.timeout is None              # upstream: the SUBACK came through wait_msg()
     pub = MQTTClient("pub", mosquitto.host, mosquitto.port)
     pub.connect(timeout=TIMEOUT_S)
     pub.publish("t/a", b"one", qos=1)
     assert sub.wait_msg() is None and got == [b"one"]   # blocked until the message came
     sub.ping()
     assert sub.wait_msg() is None and got == [b"one"]   # the PINGRESP: handled, nothing delivered
+    sub.sock.settimeout(1.0)                              # what firmware/comms/link.py does
     with pytest.raises(OSError) as e:
         sub.wait_msg()                                    # nothing more: the socket timeout ends it
     assert e.value.args[0] == errno.ETIMEDOUT
@@ -90,6 +92,8 @@ def test_qos1_publish_is_delivered_and_waits_for_its_puback(mosquitto):
     c.connect(timeout=1.0)
     c.publish(b"bms/dev1/up/status", b"online", retain=True, qos=1)
     assert w.get() == ("bms/dev1/up/status", b"online", False)
+    assert c.sock.timeout is None               # the PUBACK was read through wait_msg()
+    c.sock.settimeout(1.0)
     # with the broker frozen no PUBACK can come: QoS 0 returns, QoS 1 ends on the socket timeout
     mosquitto.pause()
     try:
@@ -254,4 +258,28 @@ def test_blackholed_uplink_times_out_in_simulated_time(mosquitto, sim_clock):
     assert c.check_msg() is None
     network.SIM.blackhole = False
     c.publish(b"bms/dev1/up/t", b"ok", qos=1)   # the same session works again
+    c.disconnect()
+
+
+def test_check_msg_leaves_the_socket_without_timeout_as_upstream(mosquitto):
+    """micropython-lib's wait_msg() ends with sock.setblocking(True) (no timeout on MicroPython):
+    after a check_msg() a QoS 1 publish to a frozen broker waits until the broker comes back, not
+    for the connect timeout. firmware/comms/link.py sets the timeout again (tests/comms/test_link.py)."""
+    import threading
+    c = MQTTClient("dev1", mosquitto.host, mosquitto.port)
+    c.connect(timeout=0.3)
+    assert c.sock.timeout == 0.3
+    assert c.check_msg() is None
+    assert c.sock.timeout is None
+    mosquitto.pause()
+    done = []
+    t = threading.Thread(target=lambda: (c.publish(b"bms/dev1/up/t", b"q1", qos=1), done.append(1)))
+    try:
+        t.start()
+        t.join(1.5)                              # five times the connect timeout
+        assert t.is_alive() and not done         # still blocked
+    finally:
+        mosquitto.resume()
+    t.join(TIMEOUT_S)
+    assert done == [1]                           # the PUBACK came once the broker was back
     c.disconnect()

@@ -116,7 +116,7 @@ def test_commands_verify_in_the_vm():
 
 
 def test_heap_used_by_comms():
-    """Heap taken by one Comms (link, two outboxes, three encoders, commands, time sync) once built,
+    """Heap taken by one Comms (link, two outboxes, two encoders, commands, time sync) once built,
     and by a full batch cycle (10 samples, close + HMAC + push). Printed for the report; bounded here."""
     d = _dir()
     keep = []

@@ -16,21 +16,22 @@ import vmtest
 
 from firmware.comms import auth, frame
 from firmware.sample import Sample
-from tests.vectors.vector_codec import decode_vector, encode_vector
+from tests.vectors.vector_codec import decode_vector, encode_vector, verifier
 
 def _vectors():
-    d = "/tests/vectors"            # tools/mpvm/README.md: the VM's / mirrors the repository
     out = []
-    for name in sorted(os.listdir(d)):
-        if name.endswith(".json"):
-            with open(d + "/" + name) as f:
-                out.append(json.load(f))
+    # tools/mpvm/README.md: the VM's / mirrors the repository; receipts sit in a subfolder
+    for d in ("/tests/vectors", "/tests/vectors/receipts"):
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".json"):
+                with open(d + "/" + name) as f:
+                    out.append(json.load(f))
     return out
 
 
 def test_vectors_cover_every_kind():
     kinds = sorted(set(v["kind"] for v in _vectors()))
-    assert kinds == ["ack", "command", "event", "status", "telemetry"], kinds
+    assert kinds == ["ack", "command", "event", "receipt", "status", "telemetry"], kinds
 
 
 def test_vectors_encode_exactly():
@@ -49,7 +50,7 @@ def test_vectors_refuse_a_flipped_tag_bit():
     for v in _vectors():
         b = bytearray(unhexlify(v["frame_hex"]))
         b[-1] ^= 1
-        fn = frame.verify_command if v["kind"] == "command" else frame.decode
+        fn = verifier(v["kind"])
         try:
             fn(bytes(b), v["device_id"], v["key_hex"])
             raise AssertionError("accepted a bad tag: " + v["name"])

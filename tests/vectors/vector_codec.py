@@ -32,6 +32,11 @@ def encode_vector(v):
     if v["kind"] == "command":
         a = v["args"]
         return frame.encode_command(v["device_id"], v["key_hex"], a["counter"], a["code"], a["params"])
+    if v["kind"] == "receipt":
+        rs = frame.encode_receipts(v["device_id"], v["key_hex"], v["boot"], v["args"]["seqs"])
+        if len(rs) != 1:
+            raise ValueError("a receipt vector must fit one receipt")
+        return bytes(rs[0])
     enc = frame.Encoder(v["device_id"], v["key_hex"], v["boot"], v["capacity"])
     a = v["args"]
     if v["kind"] == "telemetry":
@@ -61,7 +66,19 @@ def encode_vector(v):
     raise ValueError("unknown vector kind %r" % v["kind"])
 
 
+def verifier(kind):
+    """The function that checks a frame of this vector kind's tag (raises frame.BadTag)."""
+    if kind == "command":
+        return frame.verify_command
+    if kind == "receipt":
+        return frame.check_receipt
+    return frame.decode
+
+
 def decode_vector(v, b):
     if v["kind"] == "command":
         return frame.verify_command(b, v["device_id"], v["key_hex"])
+    if v["kind"] == "receipt":
+        boot, seqs = frame.receipt_seqs(b, v["device_id"], v["key_hex"])
+        return {"boot": boot, "seqs": seqs}
     return frame.decode(b, v["device_id"], v["key_hex"])

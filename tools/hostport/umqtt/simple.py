@@ -7,8 +7,14 @@ itself (no background thread), MQTT 3.1.1, nothing automatic (no reconnect, no k
     c = MQTTClient("dev1", "127.0.0.1", port, keepalive=30); c.connect(timeout=5)
     c.publish(b"bms/dev1/up/status", b"online", retain=True, qos=1)
 
-Semantics kept from the real client (see shared reference micropython-esp32.md):
-- connect(timeout=t): t bounds every later wait too (it is the socket timeout there); None waits forever.
+Semantics kept from the real client (micropython-lib's umqtt/simple.py; the shared reference
+micropython-esp32.md says the timeout stays, the upstream code says otherwise, and this follows the code):
+- `sock` is the session's socket as far as timeouts go (_StreamSock): connect(timeout=t) calls
+  sock.settimeout(t) (None waits forever). check_msg() calls sock.setblocking(False) and then
+  wait_msg(); wait_msg() reads the first byte with whatever the socket's timeout is and then calls
+  sock.setblocking(True), which on MicroPython clears the timeout (waits forever). subscribe() and a
+  QoS 1 publish() wait through wait_msg(). So after the first check_msg()/subscribe()/QoS 1 publish
+  every wait is unbounded unless the caller sets the timeout again (sock.settimeout), as on a board.
 - refused CONNACK -> MQTTException(return code); network trouble -> OSError.
 - publish qos 0 or 1; qos 1 waits for its PUBACK, never retransmits; only the timeout bounds it.
 - check_msg(): handles at most one waiting packet, never blocks; wait_msg() blocks for one;
@@ -42,6 +48,11 @@ _CONNACK_RC = {
     "Not authorized": 5,
 }
 _FOREVER_SLICE_S = 1.0  # how long one select() waits when the caller set no timeout
+# A blocking read on a dead radio link with no timeout: lwIP gives up only after its TCP retransmission
+# time (minutes). Simulated time jumps this far; in real time the wait is shortened to
+# _FOREVER_REAL_S so a test that hits it fails by overrunning its budget instead of hanging.
+_FOREVER_SIM_S = 120.0
+_FOREVER_REAL_S = 5.0
 _NO_TIMEOUT_CONNECT_S = 60.0  # TCP connect bound when timeout=None (paho needs one; lwIP's is similar)
 
 
@@ -66,6 +77,28 @@ def _link_ok():
     return sim is None or sim.link_ok()
 
 
+class _StreamSock:
+    """The timeout side of a MicroPython socket: settimeout(t) sets it, setblocking(False) is
+    settimeout(0), setblocking(True) is settimeout(None) (MicroPython's socket docs). close() closes
+    the real TCP socket under the paho session."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.raw = None
+        self.settimeouts = 0             # host-only: how often the caller set the timeout
+
+    def settimeout(self, t):
+        self.timeout = t
+        self.settimeouts += 1
+
+    def setblocking(self, flag):
+        self.timeout = None if flag else 0
+
+    def close(self):
+        if self.raw is not None:
+            self.raw.close()
+
+
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
                  ssl_params={}):
@@ -87,7 +120,8 @@ class MQTTClient:
         self.lw_qos = 0
         self.lw_retain = False
         self._paho = None
-        self._timeout = None
+        self.sock = None
+        self.pings = 0  # host-only: PINGREQs sent
         self._reset_session()
 
     def _reset_session(self):
@@ -98,11 +132,6 @@ class MQTTClient:
         self._want_ack = set()  # qos 1 mids sent, PUBACK not seen yet
         self._acked = set()  # qos 1 mids whose PUBACK arrived
         self._subacks = {}  # mid -> list of reason codes
-
-    # --- the real client's attributes ---
-    @property
-    def sock(self):
-        return None if self._paho is None else self._paho.socket()
 
     def set_callback(self, f):
         self.cb = f
@@ -157,8 +186,12 @@ class MQTTClient:
             self._pings_out -= 1
             self._events.append(("pingresp",))
 
+    def _timeout(self):
+        return None if self.sock is None else self.sock.timeout
+
     def _deadline(self):
-        return None if self._timeout is None else time.monotonic() + self._timeout
+        t = self._timeout()
+        return None if t is None else time.monotonic() + t
 
     def _wait(self, done, deadline):
         """Pump until done() or the deadline; OSError(ETIMEDOUT) at the deadline, OSError(-1) if closed."""
@@ -174,14 +207,23 @@ class MQTTClient:
                 self._pump(left)
 
     def _blackholed_wait(self):
-        """The link is gone: a blocking read ends when the socket timeout expires."""
-        if self._timeout is not None:
-            import simclock
-            if simclock.CLOCK.simulated:
-                simclock.CLOCK.advance_us(int(self._timeout * 1000000))
-            else:
-                time.sleep(self._timeout)
+        """The link is gone: a blocking read ends when the socket timeout expires (or, with no
+        timeout, when TCP gives up: see _FOREVER_SIM_S)."""
+        t = self._timeout()
+        import simclock
+        if simclock.CLOCK.simulated:
+            simclock.CLOCK.advance_us(int((_FOREVER_SIM_S if t is None else t) * 1000000))
+        else:
+            time.sleep(_FOREVER_REAL_S if t is None else t)
         raise OSError(errno.ETIMEDOUT)
+
+    def _wait_packet(self, done):
+        """One wait_msg() step inside subscribe()/publish(): wait for done() or a packet with the
+        socket's timeout, then setblocking(True) as upstream wait_msg() does after its first read."""
+        if not self._events:
+            self._wait(lambda: done() or bool(self._events), self._deadline())
+        self.sock.setblocking(True)
+        self._deliver()
 
     def _need_session(self):
         if self._paho is None or self._connack is None:
@@ -200,7 +242,8 @@ class MQTTClient:
     def connect(self, clean_session=True, timeout=None):
         self._close_paho()
         self._reset_session()
-        self._timeout = timeout
+        self.sock = _StreamSock(None)
+        self.sock.settimeout(timeout)
         if not _link_ok():
             raise OSError(errno.EHOSTUNREACH)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=_text(self.client_id),
@@ -226,6 +269,7 @@ class MQTTClient:
             c.connect(self.server, self.port, self.keepalive)
         except socket.timeout:
             raise OSError(errno.ETIMEDOUT)
+        self.sock.raw = c.socket()
         self._closed = False
         deadline = self._deadline()
         self._wait(lambda: self._connack is not None, deadline)
@@ -250,6 +294,7 @@ class MQTTClient:
         if self._paho._send_pingreq() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise OSError(-1)
         self._pings_out += 1
+        self.pings += 1
 
     def publish(self, topic, msg, retain=False, qos=0):
         if qos not in (0, 1):
@@ -272,10 +317,10 @@ class MQTTClient:
             self._wait(lambda: not self._paho.want_write(), deadline)
             return
         mid = info.mid
-        # umqtt handles (and delivers) other packets while it waits for the PUBACK
+        # umqtt waits through wait_msg(): other packets are handled (and delivered) on the way, and
+        # each step leaves the socket blocking (setblocking(True))
         while mid not in self._acked:
-            self._deliver()
-            self._wait(lambda: mid in self._acked or bool(self._events), deadline)
+            self._wait_packet(lambda: mid in self._acked)
         self._acked.discard(mid)
 
     def subscribe(self, topic, qos=0):
@@ -287,41 +332,46 @@ class MQTTClient:
         rc, mid = self._paho.subscribe(_text(topic), qos)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise OSError(-1)
-        deadline = self._deadline()
         while mid not in self._subacks:
-            self._deliver()
-            self._wait(lambda: mid in self._subacks or bool(self._events), deadline)
+            self._wait_packet(lambda: mid in self._subacks)
         codes = self._subacks.pop(mid)
         if codes and codes[0] == 0x80:
             raise MQTTException(0x80)
 
     def wait_msg(self):
+        """One packet; its first byte waits as the socket's timeout says (0: not at all), then the
+        socket is left blocking (setblocking(True)), as upstream."""
         self._need_session()
-        if self._deliver():
-            return None
-        if not _link_ok():
-            self._blackholed_wait()
-        self._wait(lambda: bool(self._events), self._deadline())
+        t = self._timeout()
+        try:
+            if self._events:
+                pass
+            elif not _link_ok():
+                if t == 0:
+                    return None
+                self._blackholed_wait()
+            elif t == 0:
+                self._pump(0)
+                if not self._events:
+                    if self._closed:
+                        raise OSError(-1)
+                    return None
+            else:
+                self._wait(lambda: bool(self._events), self._deadline())
+        finally:
+            self.sock.setblocking(True)
         self._deliver()
         return None
 
     def check_msg(self):
         self._need_session()
-        if self._deliver():
-            return None
-        if not _link_ok():
-            return None
-        self._pump(0)
-        if self._deliver():
-            return None
-        if self._closed:
-            raise OSError(-1)
-        return None
+        self.sock.setblocking(False)
+        return self.wait_msg()
 
     # --- host-only ---
     def sim_kill_socket(self):
         """Host-only: the TCP connection dies without DISCONNECT (reset), as when the board loses power."""
-        s = self.sock
+        s = None if self._paho is None else self._paho.socket()
         if s is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
             s.close()
