@@ -309,8 +309,10 @@ def add_parser(sub, registry_default=None):
     sd.add_argument("--group", help="every enabled device of this group")
     sd.add_argument("--site", help="every enabled device of this site")
     sd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for acks")
-    sd.add_argument("--host")
-    sd.add_argument("--port", type=int)
+    sd.add_argument("--host", help="MQTT broker host (default: mqtt.host of the settings, "
+                                    "CLOUD_BRIDGE_MQTT_HOST)")
+    sd.add_argument("--port", type=int, help="MQTT broker port (default: mqtt.port of the settings, "
+                                             "CLOUD_BRIDGE_MQTT_PORT)")
     sd.add_argument("--username", help="MQTT user (password: CLOUD_BRIDGE_MQTT_PASSWORD)")
     sd.set_defaults(commands_fn=cmd_send)
     s.add_parser("codes", help="list the command names the firmware defines").set_defaults(

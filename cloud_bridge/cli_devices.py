@@ -1,5 +1,5 @@
 """`cloud-bridge devices ...`: manage the device registry (add, list, move, disable/enable, show,
-sites/groups summaries, rotate-key, remove).
+sites/groups summaries, rotate-key, remove, reset-window).
 
 Works on the same SQLite registry the bridge reads (cloud_bridge/registry.py), safely while it runs.
 
@@ -125,6 +125,18 @@ def cmd_remove(reg, args, out):
     return 0
 
 
+def cmd_reset_window(reg, args, out):
+    """For boards that lost their boot counter: every frame is refused as `replay` ("boot N older
+    than M") until the registry forgets the device's replay window."""
+    for dev in args.devices:
+        w = reg.load_window(dev)
+        if not reg.reset_window(dev):
+            raise ValueError("no device %s" % dev)
+        out.write("%s: replay window %s forgotten; its next frame is accepted whatever its boot\n"
+                  % (dev, "(none)" if w is None else "boot %d, seq %d" % (w[0], w[1])))
+    return 0
+
+
 def cmd_list(reg, args, out):
     now = int(time.time() * 1000)
     devs = reg.devices(site=args.site, group=args.group)
@@ -233,6 +245,11 @@ def add_parser(sub, registry_default=None):
     rm.add_argument("devices", nargs="+")
     rm.add_argument("--yes", action="store_true", help="really remove")
     rm.set_defaults(devices_fn=cmd_remove)
+
+    rw = s.add_parser("reset-window", help="forget devices' replay windows (a board that lost its "
+                                           "boot counter, whose frames are all refused as replays)")
+    rw.add_argument("devices", nargs="+")
+    rw.set_defaults(devices_fn=cmd_reset_window)
 
     ls = s.add_parser("list", help="list devices with status")
     ls.add_argument("--site")

@@ -128,6 +128,11 @@ def map_offline(tags, source, t_ms):
     return [("status", tags, {"online": 0, "source": source}, t_ms * NS_PER_MS)]
 
 
+def map_online(tags, source, t_ms):
+    """The status point of a board heard again after silence (source 'traffic'; bridge time)."""
+    return [("status", tags, {"online": 1, "source": source}, t_ms * NS_PER_MS)]
+
+
 def map_ack(d, tags, anchor_ms=None):
     atags = dict(tags)
     atags["result"] = _ACK_RESULTS.get(d["result"], "r%d" % d["result"])

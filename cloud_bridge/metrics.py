@@ -22,7 +22,8 @@ class Metrics:
         self.rejected = {}          # reason -> count since start
         self.write_retries = 0
         self.queue_depth = 0
-        self.lag_ms = 0
+        self.lag_ms = 0             # of the last interval (the service sets it: Bridge._interval_lag_ms)
+        self.frames_missing = 0     # seq gaps not filled (Verifier.missing()), set by the service
         self._lat = []              # write latency (ms) in this interval
         self._batch = []            # points per successful write in this interval
         self._lock = threading.Lock()
@@ -49,7 +50,7 @@ class Metrics:
                "points_stored": self.points_stored, "rejected": sum(self.rejected.values()),
                "receipts_sent": self.receipts_sent,
                "write_retries": self.write_retries, "queue_depth": self.queue_depth,
-               "lag_ms": self.lag_ms, "writes": len(lat)}
+               "lag_ms": self.lag_ms, "frames_missing": self.frames_missing, "writes": len(lat)}
         for reason, n in sorted(self.rejected.items()):
             out["rejected_" + reason] = n
         if lat:

@@ -14,7 +14,8 @@ broker down instead of filling our memory.
 Subscriptions are made in on_connect, so a reconnect restores them (also after the broker lost the
 session). Topic: `<topic_root>/+/up/#` at QoS 1, or `$share/<share_group>/<topic_root>/+/up/#` when a
 share group is set: several bridge instances with the same group split the load, none holds anything
-another needs (see settings.MqttSettings.share_group for the broker-restart trade-off on mosquitto).
+another needs. The default is the group "bridge" (see settings.MqttSettings.share_group for what a
+broker restart costs on mosquitto: resends by the boards, nothing lost).
 """
 import queue
 import ssl

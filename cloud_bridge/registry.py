@@ -1,7 +1,7 @@
 """The device registry: which boards exist, their keys, where they are, and what they last said.
 
 One SQLite file (WAL mode, so the bridge and the `cloud-bridge devices ...` CLI can use it at the same
-time). The registry feeds the tags of every point (`docs/influx-schema.md`), the per-device HMAC keys
+time), created with mode 0600 because it holds the devices' HMAC keys. The registry feeds the tags of every point (`docs/influx-schema.md`), the per-device HMAC keys
 the verifier needs, and the replay window that survives a restart.
 
     reg = Registry("/var/lib/cloud-bridge/registry.sqlite")
@@ -25,7 +25,7 @@ Schema (version 1; `PRAGMA user_version` holds the version):
         first_seen_ms INTEGER,            -- bridge clock (Unix ms) of the first accepted frame
         last_seen_ms  INTEGER,            -- bridge clock (Unix ms) of the newest accepted frame
         online       INTEGER,             -- 1 online, 0 offline, NULL never heard of
-        online_source TEXT,               -- 'status' | 'will' | 'silence'
+        online_source TEXT,               -- 'status' | 'will' | 'silence' | 'traffic'
         online_ms    INTEGER,             -- bridge clock when `online` last changed
         created_ms   INTEGER NOT NULL)
     replay(                               -- the verifier's sequence window, one row per device
@@ -45,9 +45,14 @@ later frame (and every redelivery) of that boot reuses it, so its points always 
 Online/offline: a status frame (retained, `bms/<device>/up/status`) sets online=1 with source
 'status' (or 0 when the frame says the board goes offline), the broker's last will sets online=0 with
 source 'will', and `mark_silent()` sets online=0 with source 'silence' for boards not seen for a while.
+A board marked offline by silence that is heard again (any accepted frame received after it was marked)
+is set back to online=1 with source 'traffic' by `record_seen()`: a board that keeps its MQTT session
+sends no new status frame, so without this it would stay offline while it streams. A last will is not
+undone by traffic: a board that reconnects sends a status frame first.
 Timestamps here are the bridge's clock (Unix ms): they describe when the bridge heard something, which
 is what an operator asks ("when did we last hear from it?").
 """
+import os
 import re
 import sqlite3
 import time
@@ -61,6 +66,7 @@ KEY_MAX_BYTES = 64
 TAG_UNSET = "-"
 _U64 = (1 << 64) - 1
 _I64_MAX = (1 << 63) - 1
+STATUS_SOURCES = ("status", "will", "silence", "traffic")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS sites(site_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',
@@ -91,6 +97,19 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def create_private(path):
+    """Create the SQLite file `path` with mode 0600 if it does not exist yet (SQLite would make it
+    0644 under the usual umask; its -wal and -shm files take the database file's mode). For files
+    holding keys or raw frames. An existing file keeps its mode; ':memory:' and URIs are left alone."""
+    path = str(path)
+    if path == ":memory:" or path.startswith("file:") or not path:
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def check_device_id(device_id):
     if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
         raise ValueError("device id must match %s, got %r" % (DEVICE_ID_RE.pattern, device_id))
@@ -117,6 +136,7 @@ class Registry:
     def __init__(self, path, timeout_s=10.0):
         self.path = str(path)
         self._tx_depth = 0       # nesting of transaction() / _tx() blocks
+        create_private(self.path)   # it holds every device's HMAC key
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -246,19 +266,36 @@ class Registry:
 
     # --- what the bridge heard ---
     def record_seen(self, seen):
-        """seen: {device_id: bridge_ms}. Updates first/last seen in one transaction."""
+        """seen: {device_id: bridge_ms}. Updates first/last seen in one transaction.
+
+        A device that silence had marked offline and that is heard again (a frame received after it
+        was marked) is online again, source 'traffic': a board streaming on the same MQTT session
+        sends no new status frame. Returns [(device_id, bridge_ms)] of those devices."""
         if not seen:
-            return
+            return []
+        items = [(t, t, d) for d, t in seen.items()]
         with self._tx():
             self._db.executemany(
                 "UPDATE devices SET last_seen_ms=max(coalesce(last_seen_ms, 0), ?),"
-                " first_seen_ms=coalesce(first_seen_ms, ?) WHERE device_id=?",
-                [(t, t, d) for d, t in seen.items()])
+                " first_seen_ms=coalesce(first_seen_ms, ?) WHERE device_id=?", items)
+            ids = list(seen)
+            marked = {}                  # device -> when silence marked it offline
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marked.update(self._db.execute(
+                    "SELECT device_id, coalesce(online_ms, 0) FROM devices WHERE online=0 AND"
+                    " online_source='silence' AND device_id IN (%s)" % ",".join("?" * len(part)), part))
+            back = [(d, seen[d]) for d in marked if marked[d] < seen[d]]
+            self._db.executemany(
+                "UPDATE devices SET online=1, online_source='traffic', online_ms=? WHERE device_id=?",
+                [(t, d) for d, t in back])
+        return back
 
     def set_status(self, device_id, online, source, t_ms=None, fw_version=None, config_hash=None):
         """Record online/offline. Returns True when the online state changed."""
-        if source not in ("status", "will", "silence"):
-            raise ValueError("status source must be status, will or silence, got %r" % (source,))
+        if source not in STATUS_SOURCES:
+            raise ValueError("status source must be one of %s, got %r"
+                             % (", ".join(STATUS_SOURCES), source))
         t_ms = now_ms() if t_ms is None else t_ms
         with self._tx():
             row = self._db.execute("SELECT online FROM devices WHERE device_id=?",
@@ -273,13 +310,18 @@ class Registry:
                 (1 if online else 0, source, changed, t_ms, fw_version, config_hash, device_id))
         return changed
 
-    def mark_silent(self, offline_after_ms, t_ms=None):
-        """Mark online devices not seen for offline_after_ms as offline; returns their ids."""
+    def mark_silent(self, offline_after_ms, t_ms=None, heard_until_ms=None):
+        """Mark online devices not seen for offline_after_ms as offline; returns their ids.
+
+        heard_until_ms: how far the bridge's record of what it heard is complete (default t_ms); a
+        bridge still working through older messages passes the receive time of the oldest, so a
+        device is not called silent for frames the bridge has not recorded yet."""
         t_ms = now_ms() if t_ms is None else t_ms
+        heard_until_ms = t_ms if heard_until_ms is None else min(t_ms, heard_until_ms)
         with self._tx():
             ids = [r[0] for r in self._db.execute(
                 "SELECT device_id FROM devices WHERE online=1 AND coalesce(last_seen_ms, 0) < ?",
-                (t_ms - offline_after_ms,))]
+                (heard_until_ms - offline_after_ms,))]
             self._db.executemany(
                 "UPDATE devices SET online=0, online_source='silence', online_ms=? WHERE device_id=?",
                 [(t_ms, d) for d in ids])
@@ -318,6 +360,20 @@ class Registry:
                 [(d, b, h, m - (1 << 64) if m > _I64_MAX else m) for d, (b, h, m) in windows.items()])
         return windows
 
+    def reset_window(self, device_id):
+        """Forget a device's replay window and time anchors, so its next frame is accepted whatever
+        its boot counter: for a board that lost its boot counter (its frames are all refused as
+        `replay`, "boot N older than M"). Returns False when there is no such device. A running
+        bridge drops its cached window within WINDOW_REFRESH_S (cloud_bridge/verify.py), but keeps
+        the time anchors it cached in memory: restart it, so that frames without wall clock of a
+        boot number it saw before are not placed by the old boot's anchor."""
+        with self._tx():
+            if self._db.execute("SELECT 1 FROM devices WHERE device_id=?", (device_id,)).fetchone() is None:
+                return False
+            self._db.execute("DELETE FROM replay WHERE device_id=?", (device_id,))
+            self._db.execute("DELETE FROM anchors WHERE device_id=?", (device_id,))
+        return True
+
     def _load_windows(self, device_ids, chunk=500):
         """{device_id: window} of those that have one (as load_window), in few queries."""
         out = {}
@@ -340,6 +396,11 @@ class Registry:
                          (device_id, boot, candidate_ms))
         return self._db.execute("SELECT boot_unix_ms FROM anchors WHERE device_id=? AND boot=?",
                                 (device_id, boot)).fetchone()[0]
+
+    def set_anchor(self, device_id, boot, unix_ms):
+        """Store (device, boot)'s exact anchor, replacing an estimate (a frame with wall clock gives it)."""
+        self._db.execute("INSERT OR REPLACE INTO anchors(device_id, boot, boot_unix_ms) VALUES(?,?,?)",
+                         (device_id, boot, unix_ms))
 
     def transaction(self):
         """One transaction around several calls (`with reg.transaction(): ...`): the methods that

@@ -12,6 +12,8 @@ Look at them: `sqlite3 rejects.sqlite "SELECT t_ms, reason, topic, hex(payload) 
 import sqlite3
 import time
 
+from cloud_bridge.registry import create_private
+
 MAX_PAYLOAD = 65536   # bytes kept of one payload (MQTT allows 256 MB; a reject need not)
 
 _DDL = """
@@ -25,6 +27,7 @@ CREATE TABLE IF NOT EXISTS reject_totals(reason TEXT PRIMARY KEY, n INTEGER NOT 
 class RejectStore:
     def __init__(self, path, keep=10000):
         self.keep = keep
+        create_private(path)      # raw frames of other people's traffic: owner only (mode 0600)
         self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -43,6 +43,7 @@ from firmware.comms import frame as _frame
 
 DRAIN_MAX = 500        # messages handled between two checks of the flush deadline
 SILENCE_SWEEP_S = 5.0  # how often boards that went quiet are looked for
+BEHIND_MAX_S = 5.0     # the bridge is "behind" (stalled) when a message waits longer than this
 
 
 def _now_ms():
@@ -96,7 +97,7 @@ class Bridge:
         self._named = {}         # device -> {boot: [seq]}: frames of the batch being built
         self._to_confirm = {}    # device -> {boot: set(seq)}: durable, receipt not yet sent
         self._last_receipt = {}  # device -> monotonic s of its last receipt
-        self._newest_ms = None   # device time of the newest sample mapped (lag metric)
+        self._lag_samples = {}   # device -> (device ms of its newest sample this interval, recv ms)
         self._jobs = queue.Queue()
         self._done = queue.Queue()
         self._inflight = collections.deque()   # _Jobs handed to the writers, oldest first
@@ -104,6 +105,10 @@ class Bridge:
         self._writer_threads = []
         self._next_metrics = time.monotonic() + b.metrics_interval_s
         self._next_sweep = time.monotonic() + SILENCE_SWEEP_S
+        # Silence is judged only over a stretch where the bridge kept up: since its start, and again
+        # since it caught up after a stall (database away or slow: it then receives nothing new, so a
+        # board's "silence" would be our own). None while behind.
+        self._keeping_up_since_ms = _now_ms()
 
     # --- life cycle ---
     def stop(self):
@@ -185,6 +190,7 @@ class Bridge:
         self._collect()
         self.metrics.queue_depth = self._unacked() + q.qsize()
         self._send_receipts()
+        self._note_keeping_up()
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + SILENCE_SWEEP_S
@@ -220,9 +226,10 @@ class Bridge:
                     text, points = mapper.telemetry_text(d, v.tags, v.anchor_ms)
                     lines = [text] if points else []
                     t_ms = mapper.last_sample_ms(d, v.anchor_ms)
-                    if t_ms is not None and (self._newest_ms is None or t_ms > self._newest_ms):
-                        self._newest_ms = t_ms
-                        self.metrics.lag_ms = msg.recv_ms - t_ms
+                    if t_ms is not None:
+                        newest = self._lag_samples.get(v.device)
+                        if newest is None or t_ms > newest[0]:
+                            self._lag_samples[v.device] = (t_ms, msg.recv_ms)
                 else:
                     lines = [mapper.to_line(p) for p in mapper.map_frame(d, v.tags, v.anchor_ms)]
                 if v.topic_kind == "status":
@@ -289,6 +296,7 @@ class Bridge:
         or away: we acknowledge nothing meanwhile, the broker holds the rest)."""
         retries0 = self.metrics.write_retries
         while not self._oldest_written(0.1):
+            self._note_keeping_up()
             self.metrics.queue_depth = self._unacked() + self.consumer.messages.qsize()
             now = time.monotonic()
             if now >= self._next_metrics:
@@ -325,7 +333,7 @@ class Bridge:
             # replay windows, last seen and status in one registry transaction (one commit a batch)
             with self.registry.transaction():
                 self.verifier.commit(job.windows)
-                self.registry.record_seen(job.seen)
+                back = self.registry.record_seen(job.seen)
                 for device, online, source, t_ms, fw, ch in job.status:
                     self.registry.set_status(device, online, source, t_ms, fw, ch)
         except BaseException:
@@ -333,6 +341,11 @@ class Bridge:
             self.verifier.forget(job.windows)
             self._unwritten += len(job.acks)
             raise
+        for device, t_ms in back:       # heard again after silence: online, source 'traffic'
+            tags = self.registry.tags(device)
+            if tags:
+                self.batcher.add([mapper.to_line(p) for p in mapper.map_online(tags, "traffic", t_ms)],
+                                 None)
         for msg in job.acks:
             self.consumer.ack(msg)
         for device, boots in job.named.items():
@@ -368,15 +381,55 @@ class Bridge:
             self._last_receipt.clear()
 
     # --- housekeeping ---
+    def _oldest_pending_ms(self):
+        """Receive time of the oldest message not yet completed (in flight, in the batch being built,
+        or still queued), or None: the registry's last_seen is complete only up to there."""
+        for job in self._inflight:
+            if job.acks:
+                return job.acks[0].recv_ms
+        if self._acks:
+            return self._acks[0].recv_ms
+        q = self.consumer.messages
+        with q.mutex:            # peek at the head of the queue.Queue without taking it
+            return q.queue[0].recv_ms if q.queue else None
+
+    def _note_keeping_up(self):
+        """Track whether the bridge keeps up: behind while a message has waited longer than
+        BEHIND_MAX_S (or half of offline_after_s, if smaller) to be completed."""
+        t = _now_ms()
+        oldest = self._oldest_pending_ms()
+        limit_ms = min(BEHIND_MAX_S, self.s.bridge.offline_after_s / 2.0) * 1000
+        if oldest is not None and t - oldest > limit_ms:
+            self._keeping_up_since_ms = None
+        elif self._keeping_up_since_ms is None:
+            self._keeping_up_since_ms = t
+            self.log.info("caught up; judging silence again after offline_after_s",
+                          extra={"offline_after_s": self.s.bridge.offline_after_s})
+
     def _sweep_silent(self):
         t = _now_ms()
-        for device in self.registry.mark_silent(self.s.bridge.offline_after_s * 1000, t):
+        after_ms = self.s.bridge.offline_after_s * 1000
+        since = self._keeping_up_since_ms
+        if since is None or t - since < after_ms:
+            return               # behind, or not listening long enough to call anyone silent
+        for device in self.registry.mark_silent(after_ms, t, self._oldest_pending_ms()):
             tags = self.registry.tags(device)
             if tags:
                 self.batcher.add([mapper.to_line(p) for p in mapper.map_offline(tags, "silence", t)],
                                  None)
 
+    def _interval_lag_ms(self):
+        """Lag of this interval: the largest (receive time - device time) of each device's newest
+        sample, over the devices heard; 0 when none was (idle: nothing is behind). Per device, so a
+        board whose clock runs ahead cannot hide another's lag, nor a board's outbox replay of old
+        samples count once its fresh ones arrived."""
+        lag = max((recv - t for t, recv in self._lag_samples.values()), default=0)
+        self._lag_samples = {}
+        return max(lag, 0)
+
     def _emit_metrics(self):
+        self.metrics.lag_ms = self._interval_lag_ms()
+        self.metrics.frames_missing = self.verifier.missing()   # same thread as Verifier.check
         self.log.info("metrics", extra=self.metrics.summary())
         self.batcher.add([mapper.to_line(p) for p in self.metrics.points(_now_ms())], None)
         self.metrics.end_interval()

@@ -9,6 +9,7 @@ to be written into a file. Every value is checked; a bad one raises ValueError n
 """
 import dataclasses
 import json
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -52,12 +53,13 @@ class MqttSettings:
     username: str = ""
     password: str = field(default="", metadata=_ck(secret=True))
     client_id: str = field(default="cloud-bridge-1", metadata=_ck(_nonempty))
-    # "" (default): a plain subscription, which mosquitto keeps in our persistent session across a broker
-    # restart. A group name: `$share/<group>/...`, so several instances split the load; but mosquitto
-    # 2.0.11 does not restore a shared subscription after a restart, and what devices publish before we
-    # subscribe again is dropped (measured: docs/reliability.md, broker_restart_shared). Use a group with
-    # several instances, on a broker that keeps shared subscriptions (or accept that window).
-    share_group: str = field(default="", metadata=_ck(_share_group))
+    # "bridge" (default): `$share/bridge/...`, a shared subscription, so several instances (each with
+    # its own client_id) split the load. On a broker restart mosquitto 2.0.11 restores our persistent
+    # session but not the shared subscription, so what boards publish before we subscribe again is
+    # dropped after its PUBACK; the boards send it again, since no receipt names it (docs/reliability.md,
+    # broker_restart_shared: 0 lost). "": a plain subscription (one instance only), which mosquitto keeps
+    # across a restart, so those frames are not resent.
+    share_group: str = field(default="bridge", metadata=_ck(_share_group))
     topic_root: str = field(default="bms", metadata=_ck(_nonempty))
     keepalive_s: int = field(default=30, metadata=_ck(_rng(5, 3600)))
     # The broker keeps our subscription and the un-acknowledged messages this long while we are away.
@@ -182,9 +184,32 @@ def read_file(path):
     return raw
 
 
+def env_names():
+    """Every CLOUD_BRIDGE_<SECTION>_<NAME> variable a setting reads."""
+    out = set()
+    for sec in dataclasses.fields(Settings):
+        cls = sec.type if isinstance(sec.type, type) else globals()[sec.type]
+        out.update(ENV_PREFIX + ("%s_%s" % (sec.name, f.name)).upper() for f in dataclasses.fields(cls))
+    return out
+
+
+def unknown_env(env):
+    """Names in env that start with CLOUD_BRIDGE_ but name no setting (a typo such as
+    CLOUD_BRIDGE_MQTT_PASWORD would otherwise go unnoticed), sorted."""
+    known = env_names()
+    return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+
+
 def load(path=None, env=None, overrides=None):
-    """Settings = defaults < file < environment < overrides ({section: {name: value}})."""
+    """Settings = defaults < file < environment < overrides ({section: {name: value}}).
+    CLOUD_BRIDGE_* variables that name no setting are logged as a warning (logger
+    cloud_bridge.settings), not refused: the environment is shared with other software."""
     env = os.environ if env is None else env
+    unknown = unknown_env(env)
+    if unknown:
+        logging.getLogger("cloud_bridge.settings").warning(
+            "unknown environment variable(s) ignored: %s (known: %s<SECTION>_<NAME>, see "
+            "settings.example.toml)", ", ".join(unknown), ENV_PREFIX)
     raw = read_file(path) if path else {}
     sections = {}
     for sec in dataclasses.fields(Settings):

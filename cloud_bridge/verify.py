@@ -114,6 +114,9 @@ class Verdict:
         self.seq = seq          # what a delivery receipt to the board names (docs/comms.md)
 
 
+MISSING_TRACK_MAX = 4096   # missing seqs remembered per device (beyond: counted, not remembered)
+
+
 class Verifier:
     def __init__(self, registry, topic_root="bms", window=64, clock=time.monotonic):
         self.registry = registry
@@ -127,6 +130,9 @@ class Verifier:
         self._pending = {}     # device -> window accepted in memory, batch being built
         self._inflight = []    # windows of batches handed to the writer, not yet confirmed
         self._anchors = {}     # (device, boot) -> Unix ms at uptime 0
+        self._exact = set()    # (device, boot) whose anchor came from a frame with wall clock
+        self._gaps = {}        # device -> [boot, highest seq heard, set of seqs missing below it]
+        self.missing_done = 0  # seqs missing from boots that ended (a newer boot was heard)
 
     def parse_topic(self, topic):
         """(device, kind_name) of `<root>/<device>/up/<kind>`, or None."""
@@ -207,6 +213,7 @@ class Verifier:
         if why is not None:
             return Verdict("replay", why, device=device, topic_kind=kind_name, boot=boot, seq=seq)
         self._pending[device] = window_advance(win, boot, seq)
+        self._note_seq(device, boot, seq)
         anchor = None
         if d.get("unix_ms") is None:
             anchor = self._anchors.get((device, boot))
@@ -215,8 +222,56 @@ class Verifier:
                 if len(self._anchors) > 100000:
                     self._anchors.clear()
                 self._anchors[(device, boot)] = anchor
+        elif (device, boot) not in self._exact:
+            self._exact_anchor(device, boot, d["unix_ms"] - d["uptime_ms"])
         return Verdict(device=device, topic_kind=kind_name, frame=d, tags=tags, anchor_ms=anchor,
                        boot=boot, seq=seq)
+
+    def _note_seq(self, device, boot, seq):
+        """Gap detection: seqs skipped above the highest heard of a boot are missing until they
+        arrive. Counted from the first frame heard of each boot; idempotent for redeliveries."""
+        g = self._gaps.get(device)
+        if g is None or boot > g[0]:
+            if g is not None:
+                self.missing_done += len(g[2])
+            self._gaps[device] = [boot, seq, set()]
+            return
+        if boot < g[0]:
+            return
+        if seq > g[1]:
+            holes = g[2]
+            for s in range(max(g[1] + 1, seq - MISSING_TRACK_MAX), seq):
+                holes.add(s)
+            if len(holes) > MISSING_TRACK_MAX:   # bound memory: the oldest holes count as lost
+                for s in sorted(holes)[:len(holes) - MISSING_TRACK_MAX]:
+                    holes.discard(s)
+                    self.missing_done += 1
+            self.missing_done += max(0, seq - g[1] - 1 - MISSING_TRACK_MAX)
+            g[1] = seq
+        else:
+            g[2].discard(seq)
+
+    def missing(self, device=None):
+        """Frames missing (seq gaps not filled yet) of a device's current boot, or in total (all
+        devices, ended boots included) when device is None: metric frames_missing."""
+        if device is not None:
+            g = self._gaps.get(device)
+            return 0 if g is None else len(g[2])
+        return self.missing_done + sum(len(g[2]) for g in self._gaps.values())
+
+    def _exact_anchor(self, device, boot, anchor_ms):
+        """A frame with wall clock gives the boot's anchor exactly (Unix ms - uptime ms): it replaces
+        the estimate (receive time - uptime of the first frame heard), which is wrong by however long
+        that frame waited on the board. Frames of this boot without wall clock handled from now on
+        (a backlog drained after a late first sync: the board sends its hello, seq 0, ahead of it) get
+        exact times; points already written keep theirs."""
+        self.registry.set_anchor(device, boot, anchor_ms)
+        if len(self._exact) > 100000:
+            self._exact.clear()
+        self._exact.add((device, boot))
+        if len(self._anchors) > 100000:
+            self._anchors.clear()
+        self._anchors[(device, boot)] = anchor_ms
 
     def take_pending(self):
         """The windows advanced since the last take (one batch's worth). They still count for

@@ -39,6 +39,9 @@ LIMITS = {
 }
 
 
+OFFLINE_WINDOW_S = 400 * 86400     # "Device offline" looks this far back for each device's last status
+
+
 class Rule:
     """One alert rule: what to query, how to reduce each series, and the threshold."""
 
@@ -87,9 +90,14 @@ def rules(limits=None):
              "min", "gt", [lim["imbalance_mv"]], 900, 900,
              "Cells of {{ $labels.device }} differ by {{ humanize $values.B.Value }} mV"),
         Rule("bms-device-offline", "Device offline",
-             # The bridge writes online=0 on the last will or after offline_after_s of silence.
+             # The bridge writes online=0 on the last will or after offline_after_s of silence, and
+             # online=1 on a status frame or when a board marked silent is heard again. The window
+             # is long: a device whose last status point falls out of it drops out of the result and
+             # its alert resolves without it being back (a status point is written only on a
+             # change), so it must outlast any offline spell worth alerting on. Status points are few,
+             # so last() over 400 days stays cheap; disable or remove devices retired for good.
              'SELECT last("online") FROM "status" WHERE $timeFilter' + by_dev,
-             "last", "lt", [1], 7 * 86400, 0,
+             "last", "lt", [1], OFFLINE_WINDOW_S, 0,
              "{{ $labels.device }} is offline"),
         Rule("bms-bridge-lag", "Bridge lag",
              'SELECT max("lag_ms") FROM "bridge" WHERE $timeFilter GROUP BY "instance"',

@@ -41,9 +41,10 @@ DEVICE_PASSWORDS = {"bms-0001": "pw-0001", "bms-0002": "pw-0002", "bms-0003": "p
 
 @pytest.fixture
 def broker(mosquitto_factory):
-    """Real mosquitto with password auth and the ACL (devices only under bms/<own id>/, the bridge
-    user reads bms/+/up/#), from the shared fixture in tests/conftest.py."""
+    """Real mosquitto with password auth, the ACL (devices only under bms/<own id>/, the bridge
+    user reads bms/+/up/#) and persistence (sessions and queued messages survive a restart), from the
+    shared fixture in tests/conftest.py."""
     from tests.bridge.harness import BRIDGE_PW, BRIDGE_USER
     users = dict(DEVICE_PASSWORDS)
     users[BRIDGE_USER] = BRIDGE_PW
-    return mosquitto_factory(users=users, acl=True, bridge_users=(BRIDGE_USER,))
+    return mosquitto_factory(users=users, acl=True, persistence=True, bridge_users=(BRIDGE_USER,))

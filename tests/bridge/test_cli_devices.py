@@ -160,3 +160,25 @@ def test_rotate_key_replaces_the_key_and_remove_needs_yes(tmp_path):
     assert rc == 0
     rc, out = run(reg_path, "list")
     assert table_rows(out) == [] and "0 device(s)" in out
+
+
+def test_reset_window_lets_a_board_that_lost_its_boot_counter_back_in(tmp_path):
+    from cloud_bridge.verify import Verifier
+    from tests.bridge.frames import KEY, Board
+    reg_path = tmp_path / "reg.sqlite"
+    reg = Registry(str(reg_path))
+    reg.add_device("bms-0001", KEY)
+    reg.add_device("bms-0002", KEY)
+    reg.save_windows({"bms-0001": (7, 40, 1), "bms-0002": (3, 9, 1)})
+    reg.anchor("bms-0001", 1, 1234)
+    fresh = Board("bms-0001", boot=1, cells=4, temps=1).telemetry(1)   # boot counter back to 1
+    assert Verifier(reg).check("bms/bms-0001/up/telemetry", fresh, 5000).reason == "replay"
+    rc, out = run(reg_path, "reset-window", "bms-0001")
+    assert rc == 0 and "bms-0001: replay window boot 7, seq 40 forgotten" in out, out
+    assert reg.load_window("bms-0001") is None
+    assert reg.load_window("bms-0002") == (3, 9, 1)                   # the others keep theirs
+    assert reg.anchor("bms-0001", 1, 999) == 999                       # the old anchor is gone too
+    assert Verifier(reg).check("bms/bms-0001/up/telemetry", fresh, 5000).reason is None
+    rc, out = run(reg_path, "reset-window", "bms-0009")
+    assert rc == 2 and "no device bms-0009" in out
+    reg.close()

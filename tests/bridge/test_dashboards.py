@@ -457,3 +457,24 @@ def test_panels_fit_the_24_column_grid_without_overlapping():
                      for y in range(g["y"], g["y"] + g["h"])}
             assert not cells & taken, (uid, p["title"], g)
             taken |= cells
+
+
+def test_device_offline_keeps_firing_for_a_long_offline_spell_and_resolves_on_traffic(influxdb1):
+    """A device offline for 30 days still fires (a 7-day window let it resolve silently); one heard
+    again after silence (status point source 'traffic') does not."""
+    db = influxdb1
+    now_ms = int(time.time() * 1000) // 1000 * 1000
+    day_ms = 86400 * 1000
+    lines = []
+    for dev, events in {"bms-0001": [(60 * day_ms, 1, "status"), (30 * day_ms, 0, "will")],
+                        "bms-0002": [(40 * day_ms, 0, "silence"), (39 * day_ms, 1, "traffic")],
+                        "bms-0003": [(2 * day_ms, 1, "status")]}.items():
+        tags = {"device": dev, "site": "s", "group": "g", "board": "b"}
+        for ago_ms, online, source in events:
+            lines.append(mapper.to_line(("status", tags, {"online": online, "source": source},
+                                         (now_ms - ago_ms) * 1000000)))
+    V1Writer(db.url, DB).write(lines)
+    doc = yaml.safe_load((GRAFANA / "provisioning/alerting/bms-rules.yaml").read_text())
+    rule = next(r for r in doc["groups"][0]["rules"] if r["uid"] == "bms-device-offline")
+    result = {dict(labels)["device"]: firing for labels, firing in evaluate_rule(db, rule, now_ms).items()}
+    assert result == {"bms-0001": True, "bms-0002": False, "bms-0003": False}

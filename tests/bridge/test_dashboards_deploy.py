@@ -42,7 +42,7 @@ def test_every_variable_compose_uses_is_in_env_example_and_no_secret_is_committe
 
 def test_compose_mounts_files_that_exist_and_grafana_gets_its_provisioning():
     c = compose()
-    assert set(c["services"]) == {"mosquitto", "influxdb", "grafana", "bridge"}
+    assert set(c["services"]) == {"mosquitto", "influxdb", "grafana", "bridge", "bridge-2"}
     for name, svc in c["services"].items():
         for vol in svc.get("volumes", []):
             src = vol.split(":")[0]
@@ -100,3 +100,23 @@ def test_dockerfile_copies_what_exists_and_runs_a_real_subcommand():
     cmd = re.search(r'(?m)^CMD \["(\w+)"\]', text).group(1)
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert cmd in sub.choices
+
+
+def test_every_bridge_service_has_its_own_client_id_and_the_same_share_group():
+    # The broker keeps one session per client id and disconnects the older connection of a duplicate
+    # (MQTT v5 3.1.4), so each bridge needs its own; a share group splits the load between them.
+    services = compose()["services"]
+    bridges = {name: svc for name, svc in services.items()
+               if svc.get("build", {}).get("dockerfile", "").endswith("cloud_bridge/deploy/Dockerfile")}
+    assert len(bridges) >= 2, sorted(bridges)
+    loaded = {name: settings.load(None, env={k: v for k, v in svc["environment"].items()
+                                             if "${" not in v})
+              for name, svc in bridges.items()}
+    client_ids = [s.mqtt.client_id for s in loaded.values()]
+    assert len(set(client_ids)) == len(client_ids), client_ids
+    assert {s.mqtt.share_group for s in loaded.values()} == {"bridge"}
+    # one registry for all of them, but each keeps its own reject store file
+    assert len({s.bridge.registry for s in loaded.values()}) == 1
+    rejects = [s.bridge.rejects for s in loaded.values()]
+    assert len(set(rejects)) == len(rejects), rejects
+    assert not services["bridge"].get("profiles")        # the first one always runs

@@ -12,13 +12,15 @@ import pytest
 
 from cloud_bridge.registry import Registry
 from cloud_bridge.verify import WILL_PAYLOAD
-from firmware.comms import frame
+from firmware.comms import auth, frame
 from tests.bridge.conftest import DEVICE_PASSWORDS
 from tests.bridge.frames import KEY, Board
 from tests.bridge.harness import RECEIVE_MAX, BridgeProc, Publisher, wait_until
 
 pytestmark = pytest.mark.servers
 DEV = "bms-0001"
+SIGNER = "bms-0002"                 # registered; its frames are mutated and then signed validly
+SIGNER_KEY = bytes(range(100, 132))
 OUTAGE_S = float(os.environ.get("BRIDGE_OUTAGE_S", "8"))
 
 
@@ -91,15 +93,35 @@ def _mutations(valid, rng):
             b[j] = rng.randrange(256)
     else:                                        # huge
         b = b * (frame.MAX_FRAME // len(b) + 2)
+    if b == valid:                               # e.g. a byte overwritten with its own value
+        b[-1] ^= 1
     return bytes(b)
+
+
+def _value_mutation(valid, rng):
+    """Random bytes over a few places after the header, length kept: the structure mostly holds, the
+    values (cells, currents, text, counts) become anything."""
+    b = bytearray(valid)
+    for _ in range(rng.randrange(1, 6)):
+        b[rng.randrange(frame.HDR_BYTES, len(b) - frame.TAG_LEN)] = rng.randrange(256)
+    return bytes(b)
+
+
+def _resign(payload, device, key):
+    """The mutated frame with a valid tag over its (mutated) body: authentic but hostile, so it gets
+    past the tag check into the decoder, the mapper, the writer and the database."""
+    body = payload[:-frame.TAG_LEN] if len(payload) > frame.TAG_LEN else payload
+    return body + auth.Authenticator(key).tag(auth.device_id_bytes(device), body)
 
 
 def test_ten_thousand_random_and_mutated_payloads_are_all_counted(tmp_path, broker, influxdb1):
     rng = random.Random(1234)
     br = BridgeProc(tmp_path, broker, influxdb1.url, rejects_keep=20000)
     Registry(br.registry).add_device(DEV, KEY)
+    Registry(br.registry).add_device(SIGNER, SIGNER_KEY)    # its key signs hostile mutations
     br.start()
     pub = Publisher(broker, DEV, DEVICE_PASSWORDS[DEV])
+    signer = Publisher(broker, SIGNER, DEVICE_PASSWORDS[SIGNER])
     stranger = Publisher(broker, "bms-0003", DEVICE_PASSWORDS["bms-0003"])   # not in the registry
     b = Board(DEV, cells=4, temps=1)
     base = [b.telemetry(3), b.status(), b.events([1]), b.ack(1)]   # valid frames to mutate
@@ -107,9 +129,24 @@ def test_ten_thousand_random_and_mutated_payloads_are_all_counted(tmp_path, brok
     top = "bms/%s/up/" % DEV
     items, expect = [], {"unknown_device": 0, "bad_topic": 0, "replay": 0}
     n_valid = 0
+    s_board = Board(SIGNER, cells=4, temps=1)
+    # (topic, payload) of bms-0002, signed with its key after the mutation: values changed first (the
+    # header kept, so most decode), then structure changed (a changed boot would refuse later frames)
+    signed_values, signed = [], []
     for i in range(10000):
         r = i % 10
-        if r < 5:
+        if r < 2:
+            # new frames each time (fresh seq numbers), so that many decode and are stored
+            k = rng.randrange(4)
+            valid = [s_board.telemetry(rng.randrange(1, 4)), s_board.status(),
+                     s_board.events([rng.randrange(1, 40)]), s_board.ack(rng.randrange(1, 9))][k]
+            if rng.random() < 0.5:
+                signed_values.append(("bms/%s/up/%s" % (SIGNER, kinds[k]),
+                                      _resign(_value_mutation(valid, rng), SIGNER, SIGNER_KEY)))
+            else:
+                signed.append(("bms/%s/up/%s" % (SIGNER, kinds[k]),
+                               _resign(_mutations(valid, rng), SIGNER, SIGNER_KEY)))
+        elif r < 5:
             k = rng.randrange(4)
             items.append((top + kinds[k], _mutations(base[k], rng)))
         elif r < 8:
@@ -131,32 +168,40 @@ def test_ten_thousand_random_and_mutated_payloads_are_all_counted(tmp_path, brok
             expect["unknown_device"] += 1
     # the first copy of base[0] must be stored before its replays (seq order is otherwise fine)
     pub.publish_all([(top + "telemetry", base[0])])
+    signed = signed_values + signed
     own = [(t, p) for t, p in items if t is not None]
     strange = [("bms/bms-0003/up/telemetry", p) for t, p in items if t is None]
     pub.publish_all(own, timeout_s=120)
     stranger.publish_all(strange, timeout_s=120)
-    total = len(items) + 1
+    signer.publish_all(signed, timeout_s=120)
+    total = len(items) + 1 + len(signed)
     con = sqlite3.connect(br.rejects)
 
-    def rejected():
-        try:
-            return sum(n for _, n in con.execute("SELECT reason, n FROM reject_totals"))
-        except sqlite3.OperationalError:
-            return 0
-    wait_until(lambda: rejected() >= total - 1 - n_valid, 60, "every payload counted")
+    def all_counted():          # every message in, and each one stored or rejected
+        m = br.last_metrics()
+        return m.get("frames_in") == total and m["frames_stored"] + m["rejected"] == total
+    wait_until(all_counted, 90, "every payload counted")
     assert br.alive
     assert br.stop() == 0
+    m = br.last_metrics()
+    assert m["frames_in"] == total and m["frames_stored"] + m["rejected"] == total
     totals = dict(con.execute("SELECT reason, n FROM reject_totals"))
-    assert sum(totals.values()) == total - 1 - n_valid
-    assert "internal" not in totals
+    assert sum(totals.values()) == m["rejected"]
+    assert "internal" not in totals                 # no payload reached the catch-all
+    # the hostile-but-authentic frames went through: many stored (mapper, writer, database), the
+    # rest rejected with a reason (the database may refuse a point: db_rejected)
+    hostile_stored = m["frames_stored"] - 1 - n_valid
+    assert len(signed) // 10 < hostile_stored < len(signed), (hostile_stored, len(signed))
+    assert influxdb1.count("bms", "pack", "stack_mv", "device = '%s'" % SIGNER) > 0
+    own_rejects = con.execute("SELECT count(*) FROM rejects WHERE topic NOT LIKE ?",
+                              ("bms/%s/%%" % SIGNER,)).fetchone()[0]
+    assert own_rejects == total - len(signed) - 1 - n_valid    # bms-0001's and strangers' all refused
     for reason, n in expect.items():
         assert totals.get(reason, 0) >= n, (reason, totals)
     assert totals["unknown_device"] == expect["unknown_device"]
     assert totals["bad_topic"] == expect["bad_topic"]
     assert set(totals) <= {"truncated", "oversized", "version", "kind", "tag", "malformed",
-                           "unknown_device", "bad_topic", "replay"}
+                           "unknown_device", "bad_topic", "replay", "db_rejected"}
     # every reject kept with its raw bytes
     assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == sum(totals.values())
-    assert count(influxdb1) == 3 + n_valid          # the good ones, each once
-    m = br.last_metrics()
-    assert m["frames_in"] == total and m["frames_stored"] == 1 + n_valid
+    assert influxdb1.count("bms", "pack", "stack_mv", "device = '%s'" % DEV) == 3 + n_valid

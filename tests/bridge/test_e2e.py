@@ -145,6 +145,14 @@ def test_silent_board_is_marked_offline(tmp_path, broker, influxdb1):
     assert reg.get(DEV)["online_source"] == "silence"
     wait_until(lambda: influxdb1.select("bms", "SELECT online FROM status WHERE source = 'silence'"),
                10, "silence status point")
+    # it speaks again on the same session (so no status frame): its traffic brings it back online
+    pub.publish_all([(TOPIC + "telemetry", b.telemetry(1))])
+    wait_until(lambda: reg.get(DEV)["online"] == 1, 20, "online again")
+    assert reg.get(DEV)["online_source"] == "traffic"
+    wait_until(lambda: influxdb1.select("bms", "SELECT online FROM status WHERE source = 'traffic'"),
+               10, "traffic status point")
+    assert [r["online"] for r in influxdb1.select(
+        "bms", "SELECT online FROM status WHERE source = 'traffic'")] == [1]
     assert br.stop() == 0
 
 
@@ -186,8 +194,10 @@ def test_bridge_reconnects_and_resubscribes_after_a_broker_restart(tmp_path, bro
     wait_until(lambda: count(influxdb1) == 50, 20, "before the restart")
     pub.close()
     broker.stop()
-    broker.start()                                   # same port; the session is gone (no persistence)
+    broker.start()          # same port, sessions kept (persistence), the shared subscription not
     wait_until(lambda: br.count_log("mqtt subscribed") >= 2, 30, "bridge subscribed again")
+    connects = [d for d in br.log_lines() if d.get("msg") == "mqtt connected"]
+    assert connects[-1]["session_present"] is True        # the broker kept the session on disk
     pub = Publisher(broker, DEV, DEVICE_PASSWORDS[DEV], client_id="pub-again")
     pub.publish_all([(TOPIC + "telemetry", b.telemetry(5)) for _ in range(10)])
     wait_until(lambda: count(influxdb1) == 100, 20, "after the restart")
@@ -296,7 +306,82 @@ def test_firmware_board_forgets_frames_only_through_the_bridge(tmp_path, broker,
         sim_clock.advance_ms(250)
     comms.flush()
     wait_until(lambda: (comms.poll(150), comms.pending() == 0)[1], 30, "every frame confirmed")
-    assert comms.frames_confirmed == comms.seq          # every frame of this boot, status included
+    assert comms.frames_confirmed == comms.seq - 1 + comms._hello_sent   # every frame (seq 0: the hello)
     assert comms.resends == 0 and comms.bad_receipts == 0
     assert count(influxdb1) == comms.samples == 30
+    assert br.stop() == 0
+
+
+def test_board_booted_offline_gets_its_presync_samples_placed_in_time(tmp_path, broker, influxdb1, sim_clock):
+    """A board boots with the access point down and makes 10 simulated minutes of samples without a
+    wall clock (60 telemetry frames, more than the 32 an event frame may overtake). When the AP comes
+    back it syncs its clock, sends its hello (status, seq 0, with wall clock) ahead of the backlog, and
+    the bridge replaces its estimated anchor with the exact one: every stored sample lies within 1 s
+    (NTP gives whole seconds) of the instant it was taken. Without the exact anchor the backlog would
+    be placed at its arrival, an hour after the true times chosen here."""
+    import time as t
+
+    import network
+
+    from firmware.comms.link import Link
+    from firmware.comms.service import Comms
+    from firmware.comms.timesync import TimeSync
+    from firmware.sample import Sample
+
+    br = BridgeProc(tmp_path, broker, influxdb1.url)
+    register(br, DEV)
+    br.start()
+    base_ms = (int(t.time()) - 3600) * 1000        # the simulated world's wall clock at t0
+    t0 = t.ticks_ms()
+
+    def true_ms():
+        return base_ms + t.ticks_diff(t.ticks_ms(), t0)
+
+    def ntp():                                      # seconds since 2000, whole seconds as ntptime
+        return true_ms() // 1000 - 946684800
+
+    network.SIM.connect_delay_ms = 0
+    network.SIM.set_ap(False)
+    link = Link(DEV, "ap", "k", broker.host, port=broker.port, user=DEV, password=DEVICE_PASSWORDS[DEV],
+                backoff_min_ms=200, backoff_max_ms=2000)
+    comms = Comms(DEV, KEY, link, spill_dir=str(tmp_path / "ob"), state_dir=str(tmp_path / "st"),
+                  sample_every_ms=1000, batch_ms=10000, cell_count=4, temp_count=1,
+                  timesync=TimeSync(ntp=ntp), receipt_timeout_ms=600000)
+    s = Sample(4, 1)
+    for i in range(4):
+        s.cell_mv[i] = 3300
+    s.stack_mv = s.pack_mv = 13200
+    taken = {}                                      # current_ma (sample id) -> true time, ms
+    k = 0
+
+    def step():
+        nonlocal k
+        s.t_ms = t.ticks_ms()
+        s.current_ma = k
+        before = comms.samples
+        comms.offer_sample(s)
+        if comms.samples != before:
+            taken[k] = true_ms()
+        k += 1
+        comms.poll(150)
+        sim_clock.advance_ms(250)
+
+    for _ in range(4 * 600):                        # 10 simulated minutes offline
+        step()
+    assert not link.up and not comms.ts.synced and link.wifi_failures >= 1
+    assert len(comms.tlm_box) >= 59                 # a backlog longer than an event may overtake (32)
+    network.SIM.set_ap(True)
+    for _ in range(40):                             # 10 s online: sync, hello, the backlog drains
+        step()
+    comms.flush()
+    wait_until(lambda: (comms.poll(150), sim_clock.advance_ms(50), comms.pending() == 0)[2], 60,
+               "every frame confirmed")
+    assert comms.ts.synced
+    r = influxdb1.query('SELECT "current_ma" FROM "pack"', db="bms", epoch="ms")["results"][0]
+    rows = r["series"][0]["values"]
+    assert len(rows) == len(taken) >= 600
+    errs = {int(v): ts - taken[int(v)] for ts, v in rows}
+    assert set(errs) == set(taken)
+    worst = max(abs(e) for e in errs.values())
+    assert worst <= 1000, sorted(errs.items(), key=lambda kv: -abs(kv[1]))[:5]
     assert br.stop() == 0

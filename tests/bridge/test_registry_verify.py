@@ -52,6 +52,26 @@ def test_online_offline_from_status_will_and_silence(reg):
     assert (d["online"], d["online_source"], d["first_seen_ms"], d["last_seen_ms"]) == (0, "silence", 3000, 3000)
 
 
+def test_traffic_brings_back_a_silent_device_but_not_a_will(reg):
+    reg.add_device("bms-0002", KEY)
+    for dev in ("bms-0001", "bms-0002"):
+        reg.set_status(dev, True, "status", 1000)
+        reg.record_seen({dev: 1000})
+    assert reg.mark_silent(offline_after_ms=500, t_ms=2000) == ["bms-0001", "bms-0002"]
+    reg.set_status("bms-0002", False, "will", 2100)            # then its last will came too
+    # a frame received before it was marked (completed late) does not bring it back
+    assert reg.record_seen({"bms-0001": 1900}) == []
+    assert reg.get("bms-0001")["online"] == 0
+    assert reg.record_seen({"bms-0001": 2500, "bms-0002": 2500}) == [("bms-0001", 2500)]
+    d = reg.get("bms-0001")
+    assert (d["online"], d["online_source"], d["online_ms"], d["last_seen_ms"]) == (1, "traffic", 2500, 2500)
+    d = reg.get("bms-0002")                                     # a will is undone by a status frame
+    assert (d["online"], d["online_source"]) == (0, "will")
+    # a bridge still working through older messages does not call a device silent for them
+    assert reg.mark_silent(offline_after_ms=500, t_ms=5000, heard_until_ms=2600) == []
+    assert reg.mark_silent(offline_after_ms=500, t_ms=5000) == ["bms-0001"]
+
+
 def test_anchor_is_fixed_by_the_first_frame_of_a_boot(reg):
     assert reg.anchor("bms-0001", 3, 1000) == 1000
     assert reg.anchor("bms-0001", 3, 5000) == 1000

@@ -53,8 +53,24 @@ def test_bad_values_name_the_setting(tmp_path, text, env, name):
 
 def test_cli_check_prints_settings_and_reports_bad_ones(tmp_path, capsys):
     assert main(["--config", "cloud_bridge/settings.example.toml", "run", "--check"]) == 0
-    assert json.loads(capsys.readouterr().out)["mqtt"]["share_group"] == ""     # plain subscription
+    assert json.loads(capsys.readouterr().out)["mqtt"]["share_group"] == "bridge"    # shared subscription
     p = tmp_path / "b.toml"
     p.write_text('[mqtt]\nport = 0\n')
     assert main(["--config", str(p), "run", "--check"]) == 2
     assert "mqtt.port" in capsys.readouterr().err
+
+
+def test_unknown_cloud_bridge_variables_are_logged_not_fatal(caplog):
+    env = {"CLOUD_BRIDGE_MQTT_PASWORD": "typo", "CLOUD_BRIDGE_MQTT_PORT": "2000", "HOME": "/root",
+           "CLOUD_BRIDGE_NOSECTION": "x"}
+    with caplog.at_level("WARNING", logger="cloud_bridge.settings"):
+        s = settings.load(None, env=env)
+    assert s.mqtt.port == 2000 and s.mqtt.password == ""
+    (rec,) = [r for r in caplog.records if r.name == "cloud_bridge.settings"]
+    assert "CLOUD_BRIDGE_MQTT_PASWORD" in rec.getMessage() and "CLOUD_BRIDGE_NOSECTION" in rec.getMessage()
+    assert "typo" not in rec.getMessage()                  # names only: a value may be a secret
+    assert "HOME" not in rec.getMessage() and "CLOUD_BRIDGE_MQTT_PORT" not in rec.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cloud_bridge.settings"):
+        settings.load(None, env={"CLOUD_BRIDGE_MQTT_PORT": "2000"})
+    assert not caplog.records

@@ -1,15 +1,23 @@
 """Writer against real servers: InfluxDB 1.x through /write, VictoriaMetrics through influxdb-client's
-v2 write API; idempotent rewrites, retries through an outage, isolation of refused points."""
+v2 write API; idempotent rewrites, retries through an outage, isolation of refused points; InfluxDB
+with logins (a write-only user; a wrong password is retried, nothing acked)."""
+import logging
 import threading
 import time
 
 import pytest
 
 from cloud_bridge import mapper
+from cloud_bridge import settings as _settings
+from cloud_bridge.mqtt_consumer import Message
+from cloud_bridge.registry import Registry
+from cloud_bridge.service import Bridge
 from cloud_bridge.metrics import Metrics
 from cloud_bridge.writer import Batcher, Stopped, V1Writer, V2Writer, WriteError
 from firmware.comms import frame
 from tests.bridge.frames import KEY, Board
+from tests.bridge.test_write_pipeline import FakeConsumer
+from tools.testservers.influxdb import InfluxDB1, _http
 
 pytestmark = pytest.mark.servers
 TAGS = {"device": "bms-0001", "site": "plant-a", "group": "g1", "board": "sim"}
@@ -131,3 +139,79 @@ def test_batcher_due_by_size_and_by_age():
     bat2 = Batcher(None, max_points=3, flush_ms=100, clock=lambda: now[0])
     bat2.add(["a", "b", "c"], 1)
     assert bat2.due()
+
+
+# --- InfluxDB with logins (as the deploy stack runs it: a write-only user for the bridge) ---
+@pytest.fixture
+def influxdb_auth(tmp_path):
+    db = InfluxDB1(tmp_path, auth=True)
+    db.start()
+    db.create_database("bms")
+    db.create_user("bridge-writer", "right-password", grant=("WRITE", "bms"))
+    yield db
+    db.kill()
+
+
+def test_v1_writer_with_a_write_only_user_stores_points(influxdb_auth):
+    # without a login the server refuses even a query: auth is really on
+    status, _ = _http("POST", influxdb_auth.url + "/query?q=SHOW+DATABASES")
+    assert status == 401
+    w = V1Writer(influxdb_auth.url, "bms", username="bridge-writer", password="right-password")
+    w.write(frame_lines(Board(), 10))
+    assert influxdb_auth.count("bms", "pack", "stack_mv") == 10
+    with pytest.raises(WriteError) as e:            # write-only: it may not read
+        w.query("SELECT count(stack_mv) FROM pack", database="bms")
+    assert e.value.status == 403
+    w.close()
+
+
+def test_v1_wrong_password_is_transient_and_the_bridge_retries_without_acking(influxdb_auth,
+                                                                               tmp_path):
+    w = V1Writer(influxdb_auth.url, "bms", username="bridge-writer", password="wrong-password")
+    with pytest.raises(WriteError) as e:
+        w.write(frame_lines(Board(), 1))
+    assert e.value.status == 401 and not e.value.permanent       # an operator fixes it; we wait
+    w.close()
+
+    reg_path = str(tmp_path / "registry.sqlite")
+    reg = Registry(reg_path)
+    reg.add_device("bms-0001", KEY)
+    reg.close()
+    s = _settings.load(None, env={}, overrides={
+        "influx": {"flush_ms": 20, "retry_min_s": 0.05, "retry_max_s": 0.2},
+        "bridge": {"registry": reg_path, "rejects": str(tmp_path / "rejects.sqlite"),
+                   "instance": "t", "receipts": False}})
+    consumer = FakeConsumer()
+    writer = V1Writer(influxdb_auth.url, "bms", username="bridge-writer", password="wrong-password")
+    br = Bridge(s, log=logging.getLogger("test-writer-auth"), backend=[writer], consumer=consumer)
+    br.start_writers()
+    board = Board()
+    try:
+        for mid in range(1, 6):
+            consumer.messages.put(Message("bms/bms-0001/up/telemetry", board.telemetry(2), 1, mid, 1,
+                                          int(time.time() * 1000), False))
+        before_fix = {}
+
+        def operator():          # once the bridge retried a few times: look, then fix the password
+            deadline = time.monotonic() + 20
+            while br.metrics.write_retries < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            before_fix.update(retries=br.metrics.write_retries, acked=list(consumer.acked),
+                              stored=br.metrics.frames_stored, rejected=dict(br.metrics.rejected),
+                              points=influxdb_auth.count("bms", "pack", "stack_mv"))
+            influxdb_auth.query("SET PASSWORD FOR \"bridge-writer\" = 'wrong-password'")
+        fixer = threading.Thread(target=operator, daemon=True)
+        fixer.start()
+        deadline = time.monotonic() + 40
+        while len(consumer.acked) < 5:          # the bridge runs in this thread (SQLite)
+            assert time.monotonic() < deadline, "not caught up"
+            br.step(0.01)
+        fixer.join()
+        assert before_fix["retries"] >= 3, before_fix
+        assert before_fix["acked"] == [] and before_fix["stored"] == 0, before_fix
+        assert before_fix["rejected"] == {} and before_fix["points"] == 0, before_fix
+        assert consumer.acked == [1, 2, 3, 4, 5]
+        assert influxdb_auth.count("bms", "pack", "stack_mv") == 10
+    finally:
+        br.stop()
+        br._shutdown()

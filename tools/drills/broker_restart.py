@@ -70,8 +70,8 @@ def _offline_delivery_after_restart(folder, topic):
 
 
 def run(folder, quick=False, log=print, result=None, share_group=""):
-    """share_group: "" = the bridge's default plain subscription; a name = $share/<name>/... (the
-    broker_restart_shared variant)."""
+    """share_group: "" = a plain subscription (the bridge's default is "bridge", a shared one);
+    a name = $share/<name>/... (the broker_restart_shared variant)."""
     plan = ["stop", "kill"] if quick else ["stop", "kill", "stop", "kill", "stop", "kill"]
     r = result or Result(NAME, TITLE, __doc__.split("\n\n")[2].strip())
     rig = Rig(folder, ["bms-0001"], persistence=True, share_group=share_group).start()

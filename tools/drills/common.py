@@ -147,7 +147,7 @@ class Rig:
 
     def __init__(self, folder, devices, persistence=False, key=KEY, share_group="bridge"):
         self.folder = str(folder)
-        self.share_group = share_group     # "" = plain subscription (the bridge's default setting)
+        self.share_group = share_group     # "" = a plain subscription (the bridge's default is "bridge", a shared one)
         self.devices = list(devices)
         users = dict((d, device_password(d)) for d in self.devices)
         users[BRIDGE_USER] = BRIDGE_PW

@@ -5,6 +5,8 @@ it answers, `stop()` ends it (SIGTERM), `kill()` with SIGKILL, and `start()` aga
 same ports with the same data (for outage drills).
 
     db = InfluxDB1(tmp_path); db.start(); db.query("SHOW DATABASES"); db.stop()
+    db = InfluxDB1(tmp_path, auth=True).start()     # logins required; db.query() logs in as the admin
+    db.create_database("bms"); db.create_user("writer", "pw", grant=("WRITE", "bms"))
     vm = VictoriaMetrics(tmp_path); vm.start(); vm.export('{__name__="pack_stack_mv"}'); vm.stop()
 
 InfluxDB 1.x is Debian's `influxd` (1.6): its config binds the HTTP API and the RPC service
@@ -15,6 +17,7 @@ names a series `<measurement>_<field>` with the tags as labels (a `db` label too
 a database), and with `-dedup.minScrapeInterval=1ms` it keeps one sample per series and millisecond,
 which is InfluxDB's "same series + timestamp overwrite".
 """
+import base64
 import json
 import os
 import shutil
@@ -123,8 +126,14 @@ class InfluxDB1(_Server):
     name = "influxdb1"
     binary = "influxd"
 
-    def __init__(self, folder):
+    def __init__(self, folder, auth=False, admin=("admin", "admin-password")):
+        """auth: HTTP authentication on (`auth-enabled`); the first start() creates `admin` (name,
+        password) with all privileges, as InfluxDB allows while no user exists, and query() then logs in
+        as that admin."""
         _Server.__init__(self, folder)
+        self.auth = auth
+        self.admin = admin
+        self._admin_made = False
         self.rpc_port = free_port()
         self.config = os.path.join(self.folder, "influxdb.conf")
         d = self.folder
@@ -140,10 +149,10 @@ class InfluxDB1(_Server):
                 '[monitor]\n  store-enabled = false\n'
                 '[subscriber]\n  enabled = false\n'
                 '[continuous_queries]\n  enabled = false\n'
-                '[http]\n  enabled = true\n  bind-address = "127.0.0.1:%d"\n  auth-enabled = false\n'
+                '[http]\n  enabled = true\n  bind-address = "127.0.0.1:%d"\n  auth-enabled = %s\n'
                 '  log-enabled = false\n  write-tracing = false\n  pprof-enabled = false\n'
                 '[logging]\n  level = "warn"\n  suppress-logo = true\n'
-                % (self.rpc_port, d, d, d, self.port))
+                % (self.rpc_port, d, d, d, self.port, "true" if auth else "false"))
 
     def _argv(self):
         return ["influxd", "run", "-config", self.config]
@@ -152,12 +161,34 @@ class InfluxDB1(_Server):
         status, _ = _http("GET", self.url + "/ping", timeout=1.0)
         return status == 204
 
+    def start(self):
+        _Server.start(self)
+        if self.auth and not self._admin_made:
+            # no user yet: InfluxDB accepts this one statement without a login
+            self._query_as(None, "CREATE USER \"%s\" WITH PASSWORD '%s' WITH ALL PRIVILEGES" % self.admin)
+            self._admin_made = True
+        return self
+
+    def create_user(self, name, password, grant=None):
+        """A user without admin rights; grant=(privilege, database), e.g. ("WRITE", "bms")."""
+        self.query("CREATE USER \"%s\" WITH PASSWORD '%s'" % (name, password))
+        if grant:
+            self.query('GRANT %s ON "%s" TO "%s"' % (grant[0], grant[1], name))
+
     def query(self, q, db=None, epoch="ns"):
         """InfluxQL; returns the decoded JSON (raises OSError on an HTTP error)."""
+        return self._query_as(self.admin if self.auth else None, q, db, epoch)
+
+    def _query_as(self, login, q, db=None, epoch="ns"):
         params = {"q": q, "epoch": epoch}
         if db:
             params["db"] = db
-        status, body = _http("POST", self.url + "/query?" + urllib.parse.urlencode(params))
+        headers = {}
+        if login:
+            token = base64.b64encode(("%s:%s" % login).encode()).decode()
+            headers["Authorization"] = "Basic " + token
+        status, body = _http("POST", self.url + "/query?" + urllib.parse.urlencode(params),
+                             headers=headers)
         if status != 200:
             raise OSError("query %r: HTTP %d %s" % (q, status, body[:300]))
         return json.loads(body)
