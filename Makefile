@@ -54,13 +54,16 @@ DEVICE ?=
 FOLLOW ?= 5
 NO_MIP ?=
 NO_SECRETS ?=
+FROZEN ?=
+SECRETS ?=
+FLASH_BUILD ?= build
 
 .PHONY: flash repl dev virtual-board
 
-flash: $(VENV)/.stamp ## compile + copy the firmware: PORT=/dev/ttyUSB0 BOARD=<board> DEVICE=<id> [NO_MIP=1] [NO_SECRETS=1] [FOLLOW=s]
+flash: $(VENV)/.stamp ## compile + copy the firmware: PORT=/dev/ttyUSB0 BOARD=<board> DEVICE=<id> [FROZEN=1] [NO_MIP=1] [NO_SECRETS=1] [SECRETS=file] [FOLLOW=s]
 	@test -n "$(DEVICE)" || { echo "make flash: set DEVICE=<device id> (its secrets: secrets/<id>.json, from tools/provision.py create)"; exit 2; }
-	@$(PY) tools/flash.py --port $(PORT) --board $(BOARD) --device $(DEVICE) --follow $(FOLLOW) \
-	  $(if $(NO_MIP),--no-mip) $(if $(NO_SECRETS),--no-secrets)
+	@$(PY) tools/flash.py --port $(PORT) --board $(BOARD) --device $(DEVICE) --follow $(FOLLOW) --build $(FLASH_BUILD) \
+	  $(if $(NO_MIP),--no-mip) $(if $(NO_SECRETS),--no-secrets) $(if $(FROZEN),--frozen) $(if $(SECRETS),--secrets $(SECRETS))
 
 repl: $(VENV)/.stamp ## the board's REPL on PORT (Ctrl-C stops the program, Ctrl-X leaves)
 	@$(MPREMOTE) connect $(PORT) repl

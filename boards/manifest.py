@@ -8,7 +8,9 @@
 #   cd micropython/ports/esp32
 #   make BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/this/repo/boards/manifest.py
 #   make BOARD=ESP32_GENERIC deploy PORT=/dev/ttyUSB0
-# then `make flash ... FROZEN=1` copies only the board description, secrets and main.py.
+# then `make flash PORT=/dev/ttyUSB0 BOARD=esp32_bq76952_evm DEVICE=<id> FROZEN=1` (tools/flash.py --frozen)
+# checks the image has `firmware` frozen, removes a /firmware folder that would shadow it, and copies only
+# the board description, secrets and main.py (docs/flashing.md "Frozen firmware").
 
 # Everything the stock ESP32 image freezes; the port manifest we read requires umqtt.simple and the
 # networking bundle (ntptime) already, so the firmware needs no mip install on such an image.

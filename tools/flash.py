@@ -2,6 +2,7 @@
 
     python tools/flash.py --port /dev/ttyUSB0 --board esp32_bq76952_evm --device bms-0001
     python tools/flash.py --port build/virtualboard/tty --board sim16_lfp --device test01 --no-mip --follow 5
+    python tools/flash.py --port /dev/ttyUSB0 --board esp32_bq76952_evm --device bms-0001 --frozen
 
 Steps: check the port, the board description and the device's secrets file; compile firmware/ with
 mpy-cross (tools/build_mpy.py); read the board's .mpy version and free flash; `mpremote mip install` the
@@ -9,6 +10,14 @@ micropython-lib packages (unless --no-mip); copy /firmware/**.mpy, /board.json, 
 /main.py (main.py last: a flash cut short never boots a half-copied firmware); hard reset; print the
 board's console for --follow seconds (0: until Ctrl-C). Exit 0 on success, 1 on a failed step, 2 on bad
 usage. Every error says what to do about it.
+
+--frozen (make flash FROZEN=1) is for a MicroPython image built with boards/manifest.py, which has the
+firmware package (and umqtt.simple) frozen in: it checks that the image can import `firmware` without
+the file system, removes an old /firmware tree (it would come first on sys.path and shadow the frozen
+package), and copies only /board.json, /secrets.json and /main.py. Nothing is compiled.
+
+The device's secrets file comes from `python tools/provision.py create DEVICE --mqtt-host BROKER
+--wifi-ssid NET --wifi-key KEY` (broker account + ACL, HMAC key in the bridge registry).
 """
 import argparse
 import ast
@@ -32,9 +41,13 @@ SECRETS_REQUIRED = {"device_id": str, "key": str, "wifi_ssid": str, "wifi_key": 
                     "mqtt_password": str}
 SECRETS_OPTIONAL = {"mqtt_port": int, "mqtt_user": str, "mqtt_tls": bool, "mqtt_ca": str}
 BLOCK = 4096                       # ESP32 LittleFS block; every file takes at least one
-PROVISION_HINT = ("create it from boards/secrets.example.json (cp boards/secrets.example.json {path}, then fill "
-                  "it in); the HMAC key comes from provisioning the device on the bridge: "
-                  "cloud-bridge devices --registry REG.sqlite add {device} --key-out KEYFILE")
+MIP_RESERVE_BYTES = 4 * BLOCK      # umqtt.simple from mip: /lib, /lib/umqtt and its .mpy files
+PROVISION_HINT = ("provision the device, which writes that file, creates its broker account and ACL and "
+                  "registers its HMAC key with the bridge: python tools/provision.py create {device} "
+                  "--mqtt-host BROKER_ADDRESS --wifi-ssid NETWORK --wifi-key PASSPHRASE (the file format: "
+                  "boards/secrets.example.json)")
+# What mpremote (or the board) says when the flash file system is full during a copy.
+NO_SPACE_MARKERS = ("ENOSPC", "Errno 28", "No space left", "OSError: 28")
 # MicroPython releases per .mpy version (the loader refuses any other version).
 MPY_RELEASES = {3: "1.9.3-1.11", 5: "1.12-1.18", 6: "1.19 and later"}
 
@@ -66,9 +79,19 @@ class Board:
             raise FlashError("mpremote did not finish within %d s (%s): is a program on the board ignoring "
                              "Ctrl-C, or another program using the port?" % (timeout, " ".join(args[:2])))
         if check and p.returncode != 0:
+            text = p.stderr + p.stdout
+            if any(m in text for m in NO_SPACE_MARKERS):
+                raise FlashError(no_space_message(self.port, " ".join(args[:2])))
             msg = (p.stderr.strip() or p.stdout.strip()).splitlines()
             raise FlashError("mpremote %s failed: %s" % (args[0], msg[-1] if msg else "exit %d" % p.returncode))
         return p
+
+
+def no_space_message(port, step):
+    return ("the board's file system is full (%s ran out of space: ENOSPC). Nothing will boot from a "
+            "half-copied firmware (main.py is copied last). Free space: list and remove files (mpremote "
+            "connect %s fs ls / fs rm), or erase the flash and reinstall MicroPython; on a plain ESP32 flash "
+            "a frozen image instead (make flash ... FROZEN=1, docs/flashing.md)" % (step, port))
 
 
 # --- checks before touching the board -----------------------------------------------------
@@ -186,6 +209,8 @@ def flash(args, out=print):
         secrets_path = pathlib.Path(args.secrets) if args.secrets else ROOT / "secrets" / (args.device + ".json")
         load_secrets(secrets_path, args.device)
     main_py = ROOT / "boards" / "main.py"
+    if getattr(args, "frozen", False):
+        return flash_frozen(args, board_path, b, secrets_path, main_py, out)
 
     build = pathlib.Path(args.build)
     if not build.is_absolute():
@@ -197,27 +222,14 @@ def flash(args, out=print):
     out("compiled %d modules (%d bytes, .mpy version %d) into %s/firmware" % (count, total, header[0], build))
 
     bd = Board(port, verbose=args.verbose)
-    info = bd.run("exec", "import sys, os\nprint(repr((getattr(sys.implementation, '_mpy', 0), "
-                          "sys.implementation.version, sys.implementation._machine, os.statvfs('/'))))",
-                  timeout=30)
-    try:
-        board_mpy, version, machine, st = ast.literal_eval(info.stdout.strip().splitlines()[-1])
-    except (SyntaxError, IndexError, ValueError) as e:
-        raise FlashError("unexpected answer from the board: %r (%s)" % (info.stdout[-200:], e))
-    vtext = ".".join(str(v) for v in version[:3])
-    out("board: MicroPython %s on %s, .mpy version %d" % (vtext, machine, board_mpy & 0xFF))
+    board_mpy, vtext, st = board_info(bd, out)
     check_mpy(board_mpy, header, vtext)
 
     files = sorted((build / "firmware").rglob("*.mpy"))
+    dirs = {p.parent for p in files}        # LittleFS gives every folder a block too
     need = tree_bytes(files + [board_path, main_py] + ([secrets_path] if secrets_path else []))
-    free = st[0] * st[3]
-    # What we replace is given back first: the old /firmware tree, board, secrets and main.py.
-    old = _old_bytes(bd)
-    if need > free + old:
-        raise FlashError("the board's file system is full: the firmware needs %d KiB, %d KiB free (+%d KiB "
-                         "freed by replacing the old firmware). Remove files (mpremote connect %s fs ls / rm) or "
-                         "erase the flash and reinstall MicroPython" % (need // 1024, free // 1024, old // 1024, port))
-    out("flash: %d KiB needed, %d KiB free" % (need // 1024, free // 1024))
+    need += len(dirs) * BLOCK + (0 if args.no_mip else MIP_RESERVE_BYTES)
+    check_space(bd, port, need, st, out)
 
     if args.no_mip:
         out("mip: skipped (--no-mip); the board needs %s from earlier installs" % ", ".join(MIP_PACKAGES))
@@ -237,23 +249,124 @@ def flash(args, out=print):
     # main.py goes first (so a cut-short flash does not boot half a firmware) and comes back last.
     bd.run("exec", _RMTREE + "for p in ('main.py', 'firmware'):\n    _rm(p)\n")
     bd.run("fs", "cp", "-r", str(build / "firmware"), ":", timeout=600)
+    copy_board_files(bd, board_path, secrets_path, main_py)
+    check_listing(bd, ("firmware/",), secrets_path)
+    out("copied %d firmware modules, board.json (%s), %s, main.py"
+        % (len(files), b["name"], _secrets_note(args, secrets_path)))
+    return reset_and_follow(bd, args, out)
+
+
+def flash_frozen(args, board_path, b, secrets_path, main_py, out):
+    """FROZEN=1: the image holds the firmware; copy only what is not frozen (board, secrets, main.py)."""
+    port = args.port
+    bd = Board(port, verbose=args.verbose)
+    board_mpy, vtext, st = board_info(bd, out)
+    where = frozen_firmware(bd)
+    if where is None:
+        raise FlashError(
+            "the board's MicroPython image has no frozen `firmware` package, so FROZEN=1 would leave it "
+            "without the firmware. Build and flash an image with it frozen in (boards/manifest.py; steps in "
+            "docs/flashing.md \"Frozen firmware\"), or flash without FROZEN=1 to copy the .mpy files (needs "
+            "a board with enough RAM: docs/memory.md)")
+    out("board: the image has the firmware frozen in (%s)" % where)
+    need = tree_bytes([board_path, main_py] + ([secrets_path] if secrets_path else []))
+    check_space(bd, port, need, st, out)
+    out("mip: skipped (FROZEN: boards/manifest.py freezes umqtt.simple into the image)")
+    # main.py first (a cut-short flash boots nothing old), then the stale .mpy tree: /firmware on the
+    # file system comes before the frozen modules on sys.path ('' before '.frozen') and would shadow them.
+    stale = int(bd.run("exec", _RMTREE + "_rm('main.py')\nprint(_rm('firmware'))").stdout.strip()
+                .splitlines()[-1])
+    if stale:
+        out("removed /firmware (%d KiB of .mpy files from an earlier flash): it would shadow the frozen "
+            "package" % (-(-stale // 1024)))
+    copy_board_files(bd, board_path, secrets_path, main_py)
+    listing = check_listing(bd, (), secrets_path)
+    if "firmware/" in listing:
+        raise FlashError("/firmware is still on the board after removing it (ls: %s)" % listing.strip())
+    out("copied board.json (%s), %s, main.py (the firmware itself is frozen)"
+        % (b["name"], _secrets_note(args, secrets_path)))
+    return reset_and_follow(bd, args, out)
+
+
+# Imports `firmware` with the file system taken off sys.path: succeeds only from the frozen image.
+_FROZEN_CHECK = """import sys
+_p = sys.path[:]
+for _m in [m for m in sys.modules if m == 'firmware' or m.startswith('firmware.')]:
+    del sys.modules[_m]
+sys.path[:] = [d for d in _p if d not in ('', '.', '/', '/lib') and not d.startswith('/remote')]
+try:
+    import firmware
+    print('FROZEN', getattr(firmware, '__file__', '.frozen'))
+except ImportError:
+    print('MISSING')
+finally:
+    sys.path[:] = _p
+    for _m in [m for m in sys.modules if m == 'firmware' or m.startswith('firmware.')]:
+        del sys.modules[_m]
+"""
+
+
+def frozen_firmware(bd):
+    """Where the image's frozen `firmware` package is, or None when the image has none."""
+    last = bd.run("exec", _FROZEN_CHECK, timeout=30).stdout.strip().splitlines()
+    if last and last[-1].startswith("FROZEN"):
+        return last[-1][7:] or ".frozen"
+    return None
+
+
+def board_info(bd, out):
+    """(sys.implementation._mpy, version text, os.statvfs('/')) of the board."""
+    info = bd.run("exec", "import sys, os\nprint(repr((getattr(sys.implementation, '_mpy', 0), "
+                          "sys.implementation.version, sys.implementation._machine, os.statvfs('/'))))",
+                  timeout=30)
+    try:
+        board_mpy, version, machine, st = ast.literal_eval(info.stdout.strip().splitlines()[-1])
+    except (SyntaxError, IndexError, ValueError) as e:
+        raise FlashError("unexpected answer from the board: %r (%s)" % (info.stdout[-200:], e))
+    vtext = ".".join(str(v) for v in version[:3])
+    out("board: MicroPython %s on %s, .mpy version %d" % (vtext, machine, board_mpy & 0xFF))
+    return board_mpy, vtext, st
+
+
+def check_space(bd, port, need, st, out):
+    """Refuse before copying anything when `need` bytes cannot fit."""
+    free = st[0] * st[3]
+    # What we replace is given back first: the old /firmware tree, board, secrets and main.py.
+    old = _old_bytes(bd)
+    if need > free + old:
+        raise FlashError("the board's file system is full: the firmware needs %d KiB, %d KiB free (+%d KiB "
+                         "freed by replacing the old firmware). Remove files (mpremote connect %s fs ls / rm) or "
+                         "erase the flash and reinstall MicroPython" % (need // 1024, free // 1024, old // 1024, port))
+    out("flash: %d KiB needed, %d KiB free" % (need // 1024, free // 1024))
+
+
+def copy_board_files(bd, board_path, secrets_path, main_py):
     cps = ["fs", "cp", str(board_path), ":board.json", "+"]
     if secrets_path:
         cps += ["fs", "cp", str(secrets_path), ":secrets.json", "+"]
     else:     # a secrets file left from an earlier flash would still be used: take it away
         cps += ["exec", _RMTREE + "_rm('secrets.json')\n", "+"]
     bd.run(*(cps + ["fs", "cp", str(main_py), ":main.py"]))
+
+
+def check_listing(bd, extra, secrets_path):
     listing = bd.run("fs", "ls", ":").stdout
-    for name in ("firmware/", "board.json", "main.py") + (("secrets.json",) if secrets_path else ()):
+    for name in extra + ("board.json", "main.py") + (("secrets.json",) if secrets_path else ()):
         if name not in listing:
             raise FlashError("after copying, %s is not on the board (ls: %s)" % (name, listing.strip()))
-    out("copied %d firmware modules, board.json (%s), %s, main.py"
-        % (len(files), b["name"], "secrets.json (%s)" % args.device if secrets_path else
-           "no secrets.json (--no-secrets: the firmware runs without comms)"))
+    return listing
+
+
+def _secrets_note(args, secrets_path):
+    return ("secrets.json (%s)" % args.device if secrets_path else
+            "no secrets.json (--no-secrets: the firmware runs without comms)")
+
+
+def reset_and_follow(bd, args, out):
     bd.run("reset", timeout=30)
     out("reset: the board runs /main.py")
     if args.follow is not None:
-        follow(port, args.follow, out)
+        follow(args.port, args.follow, out)
     return 0
 
 
@@ -294,6 +407,10 @@ def parse_args(argv):
                          "comms; for bench and virtual boards")
     ap.add_argument("--build", default="build", help="mpy-cross output folder (default: build)")
     ap.add_argument("--no-mip", action="store_true", help="skip `mpremote mip install` (no network here)")
+    ap.add_argument("--frozen", action="store_true",
+                    help="the board's image has the firmware frozen in (boards/manifest.py): check that, remove "
+                         "an old /firmware tree that would shadow it, copy only board.json, secrets.json and "
+                         "main.py (make flash FROZEN=1)")
     ap.add_argument("--follow", type=float, default=None, metavar="S",
                     help="after the reset, print the console for S seconds (0: until Ctrl-C)")
     ap.add_argument("--verbose", action="store_true", help="print each mpremote command")

@@ -28,6 +28,15 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  // The usage is this file's own header comment (kept as the one description of the options).
+  const head = fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n");
+  const text = [];
+  for (const line of head) { if (!line.startsWith("//")) break; text.push(line.replace(/^\/\/ ?/, "")); }
+  console.log("usage: node tools/heap_live.mjs [--build DIR] [--json] [--fs | --frozen [--src DIR]] [--modules]" +
+              " [--module PATH]\n\n" + text.join("\n"));
+  process.exit(0);
+}
 const build = path.resolve(args.includes("--build") ? args[args.indexOf("--build") + 1] : path.join(REPO, "build"));
 const asJson = args.includes("--json");
 const frozenOnly = args.includes("--frozen");

@@ -3,12 +3,15 @@
 One identity = device id + MQTT password + 32-byte HMAC key. `create` writes the board's secrets file
 (`secrets/<device>.json`, git-ignored; format in boards/secrets.example.json), adds the device to the
 mosquitto password file (hashed by `mosquitto_passwd`) and ACL file (it may publish only under
-bms/<id>/up/# and read only bms/<id>/down/#), and registers its key in the bridge registry
+bms/<id>/up/# and read only bms/<id>/down/#; every line of the ACL outside provision's own
+'# begin'/'# end' blocks is kept as it was), and registers its key in the bridge registry
 (cloud_bridge.registry). `rotate` issues a new password and key (the old ones stop working), `revoke`
 removes the device from the broker files and disables it in the registry.
 
     python tools/provision.py create bms-0001 --site plant-a --group forklifts --board sim16_lfp
+    python tools/provision.py create bms-0001 --mqtt-host mqtt.example.org --wifi-ssid NET --wifi-key ...
     python tools/provision.py rotate bms-0001; python tools/provision.py revoke bms-0001
+    python tools/provision.py bridge-user; python tools/provision.py operator alice
 
 A running mosquitto rereads its password and ACL files on SIGHUP (`--reload-pid PID`).
 """
@@ -33,6 +36,12 @@ KEY_BYTES = 32              # docs/frame-format.md: 16..64 bytes, 32 recommended
 PASSWORD_BYTES = 24         # 32 URL-safe characters, 192 bits
 DEFAULT_DIR = os.path.join(_ROOT, "secrets")
 DEFAULT_BRIDGE_USER = "bridge"
+DEFAULT_OPERATOR_USER = "operator"
+DEFAULT_MQTT_HOST = "127.0.0.1"
+DEFAULT_MQTT_PORT = 1883
+# secrets fields rotate() issues anew; every other field of the old file (broker address, TLS, Wi-Fi,
+# fields an operator added) is kept
+ROTATED_FIELDS = ("key", "key_version", "mqtt_user", "mqtt_password")
 TOPIC_ROOT = "bms"
 _ACL_HEADER = "# mosquitto ACL, managed by tools/provision.py (blocks between '# begin' and '# end')\n"
 
@@ -135,40 +144,97 @@ def device_acl(device_id):
 
 
 def bridge_acl(user):
-    """The bridge reads every uplink and may send commands to every device."""
-    return "user %s\ntopic read %s/+/up/#\ntopic write %s/+/down/#\n" % (user, TOPIC_ROOT, TOPIC_ROOT)
+    """The bridge reads every uplink and writes only its delivery receipts (the same grants as
+    cloud_bridge/deploy/mosquitto/acl); commands are the operator's."""
+    return "user %s\ntopic read %s/+/up/#\ntopic write %s/+/down/receipt\n" % (user, TOPIC_ROOT, TOPIC_ROOT)
 
 
-def read_acl(path):
-    """{block name: body} from a managed ACL file ('device:<id>' or 'bridge:<user>')."""
-    blocks, name, body = {}, None, []
+def operator_acl(user):
+    """The operator CLI (`cloud-bridge commands send`): sends commands, reads acks and status
+    (the deploy ACL's `operator`)."""
+    return ("user %s\ntopic write %s/+/down/cmd\ntopic read %s/+/up/ack\ntopic read %s/+/up/status\n"
+            % (user, TOPIC_ROOT, TOPIC_ROOT, TOPIC_ROOT))
+
+
+def _parse_acl(path):
+    """The ACL file as a list of pieces in file order: ("text", lines) for anything provision does not
+    manage (hand-written rules, `pattern` lines, other accounts, comments) and ("block", name, body)
+    for a '# begin <name>' ... '# end <name>' block."""
+    pieces, name, body, text = [], None, [], []
     if not os.path.exists(path):
-        return blocks
+        return pieces
     with open(path) as f:
         for line in f:
-            if line.startswith("# begin "):
+            if name is None and line.startswith("# begin "):
+                if text:
+                    pieces.append(("text", text))
+                    text = []
                 name, body = line[8:].strip(), []
-            elif line.startswith("# end ") and name is not None:
-                blocks[name] = "".join(body)
+            elif name is not None and line.startswith("# end "):
+                pieces.append(("block", name, "".join(body)))
                 name = None
             elif name is not None:
                 body.append(line)
-    return blocks
+            else:
+                text.append(line)
+    if name is not None:                 # an unterminated block: keep its lines as they were
+        text = ["# begin %s\n" % name] + body + text
+    if text:
+        pieces.append(("text", text))
+    return pieces
+
+
+def read_acl(path):
+    """{block name: body} of the managed blocks ('device:<id>', 'bridge:<user>', 'operator:<user>')."""
+    return {pc[1]: pc[2] for pc in _parse_acl(path) if pc[0] == "block"}
+
+
+def update_acl(path, name, body):
+    """Set (body) or remove (body None) one managed block. Every other line of the file is written
+    back verbatim and in place; a new block goes at the end. mosquitto attaches `topic` lines to the
+    `user` line above them, and every block starts with its own `user` line, so appending one never
+    changes what the lines before it grant."""
+    pieces = _parse_acl(path)
+    parts, found = [], False
+    if not pieces:
+        parts.append(_ACL_HEADER)
+    for pc in pieces:
+        if pc[0] == "text":
+            parts.append("".join(pc[1]))
+        elif pc[1] == name:
+            found = True
+            if body is not None:
+                parts.append(_block(name, body))
+            elif parts and parts[-1].endswith("\n\n"):
+                parts[-1] = parts[-1][:-1]      # the blank line that was added with the block goes too
+        else:
+            parts.append(_block(pc[1], pc[2]))
+    if not found and body is not None:
+        if parts and not parts[-1].endswith("\n"):
+            parts.append("\n")
+        parts.append("\n" + _block(name, body))
+    # world-readable is harmless (no secrets) but mosquitto only needs to read it
+    _write_atomic(path, "".join(parts), mode=0o644)
+
+
+def _block(name, body):
+    return "# begin %s\n%s# end %s\n" % (name, body, name)
 
 
 def write_acl(path, blocks):
-    parts = [_ACL_HEADER]
+    """Make the managed blocks exactly `blocks` (name -> body); unmanaged lines are kept."""
+    for name in set(read_acl(path)) - set(blocks):
+        update_acl(path, name, None)
     for name, body in blocks.items():
-        parts.append("\n# begin %s\n%s# end %s\n" % (name, body, name))
-    # world-readable is harmless (no secrets) but mosquitto only needs to read it
-    _write_atomic(path, "".join(parts), mode=0o644)
+        update_acl(path, name, body)
 
 
 # ---------------------------------------------------------------- identities
 class Provisioner:
     """Create/rotate/revoke identities in one set of files (Paths)."""
 
-    def __init__(self, paths=None, mqtt_host="127.0.0.1", mqtt_port=1883):
+    def __init__(self, paths=None, mqtt_host=None, mqtt_port=None):
+        # None = not given: create() uses the defaults, rotate() keeps what the secrets file says
         self.paths = paths or Paths()
         self.mqtt_host = mqtt_host
         self.mqtt_port = mqtt_port
@@ -185,8 +251,8 @@ class Provisioner:
             "key_version": key_version,
             "wifi_ssid": wifi_ssid,
             "wifi_key": wifi_key,
-            "mqtt_host": self.mqtt_host,
-            "mqtt_port": self.mqtt_port,
+            "mqtt_host": self.mqtt_host or DEFAULT_MQTT_HOST,
+            "mqtt_port": self.mqtt_port or DEFAULT_MQTT_PORT,
             "mqtt_user": device_id,
             "mqtt_password": password,
             "mqtt_tls": False,
@@ -203,9 +269,17 @@ class Provisioner:
         """Give the bridge a broker account (and its ACL block); returns its password."""
         password = password or secrets.token_urlsafe(PASSWORD_BYTES)
         set_password(self.paths.passwd, user, password)
-        blocks = read_acl(self.paths.acl)
-        blocks["bridge:%s" % user] = bridge_acl(user)
-        write_acl(self.paths.acl, blocks)
+        update_acl(self.paths.acl, "bridge:%s" % user, bridge_acl(user))
+        return password
+
+    def ensure_operator_user(self, user=DEFAULT_OPERATOR_USER, password=None):
+        """A broker account for a person sending commands (`cloud-bridge commands send --username`);
+        returns its password."""
+        if user.startswith("$") or "/" in user:
+            raise ValueError("bad operator user name %r" % user)
+        password = password or secrets.token_urlsafe(PASSWORD_BYTES)
+        set_password(self.paths.passwd, user, password)
+        update_acl(self.paths.acl, "operator:%s" % user, operator_acl(user))
         return password
 
     def create(self, device_id, site=None, group=None, board=None, name="", wifi_ssid="", wifi_key=""):
@@ -223,9 +297,7 @@ class Provisioner:
         doc = self._secrets(device_id, password, key, 1, wifi_ssid, wifi_key)
         self._write_secrets(doc)
         set_password(self.paths.passwd, device_id, password)
-        blocks = read_acl(self.paths.acl)
-        blocks["device:%s" % device_id] = device_acl(device_id)
-        write_acl(self.paths.acl, blocks)
+        update_acl(self.paths.acl, "device:%s" % device_id, device_acl(device_id))
         return doc
 
     def rotate(self, device_id):
@@ -246,8 +318,16 @@ class Provisioner:
         old = {}
         if os.path.exists(self.paths.secrets_file(device_id)):
             old = self.read_secrets(device_id)
-        doc = self._secrets(device_id, password, key, version, old.get("wifi_ssid", ""),
-                            old.get("wifi_key", ""))
+        new = self._secrets(device_id, password, key, version)
+        doc = dict(new) if not old else dict(old)
+        for field in ROTATED_FIELDS:
+            doc[field] = new[field]
+        doc["device_id"] = device_id
+        # the broker address changes only when asked for: a re-flashed board must still find its broker
+        if self.mqtt_host is not None:
+            doc["mqtt_host"] = self.mqtt_host
+        if self.mqtt_port is not None:
+            doc["mqtt_port"] = self.mqtt_port
         self._write_secrets(doc)
         set_password(self.paths.passwd, device_id, password)
         return doc
@@ -262,9 +342,7 @@ class Provisioner:
         finally:
             reg.close()
         remove_password(self.paths.passwd, device_id)
-        blocks = read_acl(self.paths.acl)
-        blocks.pop("device:%s" % device_id, None)
-        write_acl(self.paths.acl, blocks)
+        update_acl(self.paths.acl, "device:%s" % device_id, None)
         f = self.paths.secrets_file(device_id)
         if os.path.exists(f):
             os.unlink(f)
@@ -330,16 +408,24 @@ def cmd_revoke(a):
     return 0
 
 
-def cmd_bridge_user(a):
-    p = Provisioner(_paths(a))
-    pw = p.ensure_bridge_user(a.user)
+def _service_account(a, ensure, what):
+    """bridge-user / operator: make the account, then hand its password over (a file, or stdout)."""
+    pw = ensure(Provisioner(_paths(a)), a.user)
     _after(a)
     if a.password_out:
         _write_atomic(a.password_out, pw + "\n")
-        print("bridge user %s: password written to %s" % (a.user, a.password_out))
+        print("%s %s: password written to %s" % (what, a.user, a.password_out))
     else:
-        print("bridge user %s password: %s" % (a.user, pw))
+        print("%s %s password: %s" % (what, a.user, pw))
     return 0
+
+
+def cmd_bridge_user(a):
+    return _service_account(a, Provisioner.ensure_bridge_user, "bridge user")
+
+
+def cmd_operator(a):
+    return _service_account(a, Provisioner.ensure_operator_user, "operator")
 
 
 def build_parser():
@@ -353,8 +439,14 @@ def build_parser():
     g.add_argument("--reload-pid", type=int, metavar="PID",
                    help="send SIGHUP to this mosquitto afterwards so it rereads the files")
     broker = argparse.ArgumentParser(add_help=False)
-    broker.add_argument("--mqtt-host", default="127.0.0.1", help="broker address the board connects to")
-    broker.add_argument("--mqtt-port", type=int, default=1883)
+    broker.add_argument("--mqtt-host", default=DEFAULT_MQTT_HOST,
+                        help="broker address the board connects to (default: %(default)s, which only "
+                             "works for the simulated boards: give a real board your broker's address)")
+    broker.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT, help="(default: %(default)s)")
+    keep = argparse.ArgumentParser(add_help=False)
+    keep.add_argument("--mqtt-host", default=None,
+                      help="new broker address (default: keep the one in the secrets file)")
+    keep.add_argument("--mqtt-port", type=int, default=None, help="new broker port (default: keep it)")
 
     ap = argparse.ArgumentParser(prog="provision.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
@@ -370,8 +462,10 @@ def build_parser():
     c.add_argument("--wifi-key", default="", help="its passphrase")
     c.add_argument("--force", action="store_true", help="re-create a revoked device")
     c.set_defaults(func=cmd_create)
-    r = sub.add_parser("rotate", parents=[common, broker], help="new password and HMAC key",
-                       description="Issue a new MQTT password and HMAC key; the old ones stop working.")
+    r = sub.add_parser("rotate", parents=[common, keep], help="new password and HMAC key",
+                       description="Issue a new MQTT password and HMAC key; the old ones stop working. "
+                                   "Every other field of the secrets file (broker address, Wi-Fi, TLS) "
+                                   "is kept unless given here.")
     r.add_argument("device")
     r.set_defaults(func=cmd_rotate)
     v = sub.add_parser("revoke", parents=[common], help="remove a device from the broker, disable it",
@@ -381,10 +475,17 @@ def build_parser():
     v.set_defaults(func=cmd_revoke)
     b = sub.add_parser("bridge-user", parents=[common], help="broker account for the bridge",
                        description="Add (or reset) the bridge's broker account: read bms/+/up/#, "
-                                   "write bms/+/down/#.")
+                                   "write bms/+/down/receipt (as cloud_bridge/deploy/mosquitto/acl).")
     b.add_argument("user", nargs="?", default=DEFAULT_BRIDGE_USER)
     b.add_argument("--password-out", metavar="FILE", help="write the password here (mode 0600)")
     b.set_defaults(func=cmd_bridge_user)
+    o = sub.add_parser("operator", parents=[common], help="broker account that may send commands",
+                       description="Add (or reset) an operator's broker account, for `cloud-bridge "
+                                   "commands send --username USER`: write bms/+/down/cmd, read "
+                                   "bms/+/up/ack and bms/+/up/status (as the deploy ACL's operator).")
+    o.add_argument("user", nargs="?", default=DEFAULT_OPERATOR_USER)
+    o.add_argument("--password-out", metavar="FILE", help="write the password here (mode 0600)")
+    o.set_defaults(func=cmd_operator)
     return ap
 
 

@@ -2,6 +2,7 @@
 import ast
 import json
 import re
+import subprocess
 import time
 
 import pytest
@@ -80,7 +81,10 @@ def test_missing_secrets_names_the_provisioning_steps(flash_inputs, tmp_path):
         p = run_flash(*args)
     assert p.returncode == 1
     assert "no secrets file" in p.stderr and "boards/secrets.example.json" in p.stderr
-    assert "cloud-bridge devices" in p.stderr and "add %s" % DEVICE in p.stderr
+    # provision.py makes the file, the broker account and the registry row; the bridge's own
+    # `devices add` makes no broker account, so the hint must not send people there
+    assert "tools/provision.py create %s --mqtt-host" % DEVICE in p.stderr
+    assert "cloud-bridge devices" not in p.stderr
 
 
 def test_incompatible_mpy_version_is_refused_before_copying(flash_inputs, tmp_path):
@@ -110,3 +114,77 @@ def test_help_texts():
     for cmd in (["tools/flash.py", "--help"], ["-m", "tools.virtualboard", "--help"]):
         p = subprocess.run([sys.executable] + cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert p.returncode == 0 and "usage:" in p.stdout and "--board" in p.stdout, p.stderr
+
+
+def _console_part(stdout):
+    """What flash's follow step printed from the board's console."""
+    assert "--- board console" in stdout and "--- end of console ---" in stdout, stdout
+    return stdout.split("--- board console", 1)[1].split("--- end of console ---", 1)[0]
+
+
+def test_make_flash_target_flashes_and_follows_the_log(tmp_path, flash_inputs):
+    """The issue's command itself: make flash PORT=<pty> BOARD=... DEVICE=..., log followed by make."""
+    with VirtualBoard(tmp_path / "state") as vb:
+        p = subprocess.run(["make", "--no-print-directory", "flash", "PORT=%s" % vb.tty, "BOARD=sim4_nmc",
+                            "DEVICE=%s" % DEVICE, "NO_MIP=1", "SECRETS=%s" % flash_inputs["secrets"],
+                            "FLASH_BUILD=%s" % flash_inputs["build"], "FOLLOW=8"],
+                           capture_output=True, text=True, cwd=vb_root(), timeout=240)
+        assert p.returncode == 0, p.stdout + p.stderr
+        fs = vb.dir / "fs"
+        for rel in ("main.py", "board.json", "secrets.json", "firmware/app.mpy", "firmware/comms/link.mpy"):
+            assert (fs / rel).is_file(), rel
+        assert json.loads((fs / "board.json").read_text())["name"] == "sim4_nmc"
+        assert json.loads((fs / "secrets.json").read_text())["device_id"] == DEVICE
+        console = _console_part(p.stdout)
+        # the first log lines, in boot order, as make printed them
+        lines = [ln.strip() for ln in console.splitlines() if ln.strip()]
+        start = lines.index("main.py: starting the BMS firmware")
+        assert "chip reset" in " ".join(lines[:start])
+        assert any(re.match(r"state init->\w+", ln) for ln in lines[start:]), console
+        assert "Traceback" not in console and "afe start failed" not in console
+
+
+def test_frozen_flash_copies_only_what_is_not_frozen(tmp_path, flash_inputs):
+    """FROZEN=1 on an image with the firmware frozen in: a stale /firmware (which would shadow the
+    frozen package) goes, board/secrets/main.py come, and the frozen firmware boots."""
+    state = tmp_path / "state"
+    stale = state / "fs" / "firmware"
+    stale.mkdir(parents=True)
+    (stale / "__init__.mpy").write_bytes(b"M\x06\x00\x1f")
+    (stale / "app.mpy").write_bytes(b"M\x06\x00\x1f" + bytes(5000))
+    with VirtualBoard(state, "--frozen-firmware") as vb:
+        p = run_flash(*(flash_args(vb.tty, flash_inputs) + ["--frozen", "--follow", "6"]))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "the image has the firmware frozen in" in p.stdout
+        assert "removed /firmware" in p.stdout and "shadow" in p.stdout
+        assert "compiled" not in p.stdout                      # nothing to compile or copy of the firmware
+        fs = vb.dir / "fs"
+        assert not (fs / "firmware").exists()
+        for rel in ("main.py", "board.json", "secrets.json"):
+            assert (fs / rel).is_file(), rel
+        console = _console_part(p.stdout)
+        assert "main.py: starting the BMS firmware" in console
+        assert re.search(r"state init->\w+", console), console
+        out = vb.mpremote("exec", "import firmware\nprint(firmware.__file__)").stdout.strip()
+        assert out.startswith("/rom/firmware/")                # the frozen package, not a file copy
+
+
+def test_frozen_flash_refuses_an_image_without_the_firmware(tmp_path, flash_inputs):
+    with VirtualBoard(tmp_path / "state") as vb:        # a stock image: nothing frozen
+        p = run_flash(*(flash_args(vb.tty, flash_inputs) + ["--frozen"]))
+        assert p.returncode == 1
+        assert "has no frozen `firmware` package" in p.stderr and "boards/manifest.py" in p.stderr
+        assert not (vb.dir / "fs" / "board.json").exists()    # refused before copying anything
+
+
+def test_no_space_during_a_copy_is_a_clear_error(tmp_path):
+    """The pre-check is an estimate (LittleFS metadata, mip packages): a copy can still run out of space.
+    mpremote's ENOSPC failure becomes flash's 'file system is full' message."""
+    from tools import flash
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(90 * 1024))
+    with VirtualBoard(tmp_path / "state", "--fs-kib", "64") as vb:
+        with pytest.raises(flash.FlashError) as e:
+            flash.Board(vb.tty).run("fs", "cp", str(big), ":big.bin")
+    msg = str(e.value)
+    assert "file system is full" in msg and "ENOSPC" in msg and "fs cp" in msg and vb.tty in msg

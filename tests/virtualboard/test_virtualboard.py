@@ -4,6 +4,7 @@ One board serves the module (start-up is ~1-2 s of CPU); tests that need a fresh
 configured board start their own.
 """
 import ast
+import json
 import re
 import time
 
@@ -154,3 +155,80 @@ def test_flashed_board_description_decides_the_emulated_pack(tmp_path):
     with VirtualBoard(state) as b:        # no --board: the board.json on its flash
         out = b.mpremote("exec", "import _vboard\np = _vboard.emulator().pack\nprint(p.cells, p.chemistry)")
         assert out.stdout.split() == ["4", "NMC"]
+
+
+def _stats(board):
+    return json.loads((board.dir / "stats.json").read_text())
+
+
+def test_mpremote_really_uses_raw_paste(vb):
+    """mpremote falls back to the plain raw REPL when a board answers the raw-paste request with
+    R\\x00, and every other test would still pass: count the sessions the board took by raw-paste."""
+    before = _stats(vb) if (vb.dir / "stats.json").exists() else {"raw_paste": 0, "raw_exec": 0}
+    prog = "t = 0\n" + "".join("t += %d\n" % i for i in range(300)) + "print('sum', t)\n"
+    assert vb.mpremote("exec", "print(1)", "+", "exec", prog).stdout.split() == ["1", "sum", str(sum(range(300)))]
+    after = _stats(vb)
+    assert after["raw_paste"] - before["raw_paste"] >= 2
+    assert after["raw_exec"] == before["raw_exec"]          # nothing fell back to the plain raw REPL
+
+
+def test_raw_paste_handshake_and_flow_control(vb):
+    """The protocol itself, byte by byte: Ctrl-E A Ctrl-A -> R\\x01 + 16-bit window; one \\x01 per window
+    consumed; Ctrl-D -> Ctrl-D, output, Ctrl-D, error text, Ctrl-D, '>'."""
+    import serial
+    with serial.Serial(vb.port, 115200, timeout=0.05) as s:
+        s.write(b"\r\x03\x03\x01")                       # interrupt anything, enter the raw REPL
+        _read_until(s, b"raw REPL; CTRL-B to exit\r\n>")
+        s.write(b"\x05A\x01")
+        head = _read_exact(s, 4)
+        assert head[:2] == b"R\x01"
+        window = head[2] | head[3] << 8
+        assert window >= 64
+        prog = ("x = 0\n" + "x += 1\n" * (3 * window // 7 + 10) + "print('x', x)\n").encode()
+        n_lines = prog.count(b"x += 1")
+        assert len(prog) > 2 * window
+        s.write(prog[:window])                           # a whole window, then wait for the next grant
+        assert _read_exact(s, 1) == b"\x01"
+        s.write(prog[window:2 * window])
+        assert _read_exact(s, 1) == b"\x01"
+        s.write(prog[2 * window:] + b"\x04")
+        out = _read_until(s, b"\x04>")
+        rest = out.lstrip(b"\x01")                       # grants for the windows of the last write
+        assert 2 + len(out) - len(rest) == len(prog) // window, out     # one per window consumed
+        assert rest.startswith(b"\x04"), out             # end of data acknowledged
+        out = rest
+        assert b"x %d\r\n\x04\x04>" % n_lines in out or b"x %d\n\x04\x04>" % n_lines in out, out
+        s.write(b"\x02")                                  # back to the friendly REPL
+        _read_until(s, b">>> ")
+
+
+def _read_exact(s, n, timeout_s=10):
+    end = time.monotonic() + timeout_s
+    buf = b""
+    while len(buf) < n and time.monotonic() < end:
+        buf += s.read(n - len(buf))
+    assert len(buf) == n, buf
+    return buf
+
+
+def test_file_system_size_is_enforced(tmp_path):
+    """A copy that does not fit fails with ENOSPC, as on LittleFS; the space is usable again after."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 400)                 # 100 kB onto a 64 KiB volume
+    with VirtualBoard(tmp_path / "state", "--fs-kib", "64") as b:
+        p = b.mpremote("fs", "cp", str(big), ":big.bin", check=False)
+        assert p.returncode != 0 and "No space left on device" in p.stdout + p.stderr
+        st = ast.literal_eval(b.mpremote("exec", "import os\nprint(os.statvfs('/'))").stdout.strip())
+        assert st[3] == 0                                     # the partial file took what was left
+        p = b.mpremote("exec", "open('x.bin', 'wb').write(b'1')", check=False)
+        assert p.returncode == 1 and "OSError: 28" in p.stdout + p.stderr
+        b.mpremote("fs", "rm", ":big.bin")
+        small = tmp_path / "small.bin"
+        small.write_bytes(b"s" * 30000)
+        b.mpremote("fs", "cp", str(small), ":small.bin")
+        # writes through print(file=) and json.dump still work on the size-checked files
+        out = b.mpremote("exec", "import json\nwith open('t.json', 'w') as f:\n    json.dump({'a': 1}, f)\n"
+                                 "with open('t.txt', 'w') as f:\n    print('hi', file=f)\n"
+                                 "print(open('t.json').read(), open('t.txt').read().strip())").stdout
+        assert out.strip() == '{"a": 1} hi'
+    assert (tmp_path / "state" / "fs" / "small.bin").stat().st_size == 30000

@@ -70,5 +70,13 @@ def measure(quick=False, log=print):
     return out
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(prog="python -m tools.bench.wire", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     print(json.dumps(measure(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

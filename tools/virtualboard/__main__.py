@@ -9,7 +9,9 @@ simclock modules in a read-only /rom (like modules frozen into firmware; never o
     mpremote connect /tmp/vb/tty fs ls                                # STATE_DIR/tty links to the terminal
 
 Everything the board prints also goes to STATE_DIR/console.log (new at each start, restarted at 1 MB);
-STATE_DIR/ready appears once the VM is up (connect after it, as you would wait for a board to boot).
+STATE_DIR/ready appears once the VM is up (connect after it, as you would wait for a board to boot);
+STATE_DIR/stats.json counts the programs received by raw-paste and by the plain raw REPL. The file
+system holds --fs-kib: a write that does not fit fails with OSError 28 (ENOSPC), as LittleFS does.
 """
 import argparse
 import errno
@@ -49,9 +51,13 @@ def parse_args(argv):
                          "pack's cells, chemistry and capacity (default: the /board.json flashed on this "
                          "virtual board if any, else sim16_lfp; read at start only)")
     ap.add_argument("--fs-kib", type=int, default=2048,
-                    help="flash file system size os.statvfs reports, KiB (default 2048, as a 4 MB ESP32)")
+                    help="flash file system size, KiB: os.statvfs reports it and writes beyond it fail "
+                         "with ENOSPC (default 2048, as a 4 MB ESP32)")
     ap.add_argument("--report-mpy", type=int, default=None, metavar="N",
                     help="make sys.implementation._mpy report N (tests of the flash tool's .mpy check)")
+    ap.add_argument("--frozen-firmware", action="store_true",
+                    help="an image with the firmware package frozen in (boards/manifest.py): it is importable "
+                         "without /firmware on the file system (tests of make flash FROZEN=1)")
     ap.add_argument("--seed", type=int, default=1, help="emulator random seed (default 1)")
     ap.add_argument("--soc", type=float, default=0.5, help="emulated pack state of charge at power-on (0..1)")
     ap.add_argument("--node", default=os.environ.get("NODE", "node"), help="Node.js executable (default: node)")
@@ -162,10 +168,11 @@ def main(argv=None):
     if args.wipe:
         shutil.rmtree(os.path.join(state, "fs"), ignore_errors=True)
     os.makedirs(os.path.join(state, "fs"), exist_ok=True)
-    try:
-        os.unlink(os.path.join(state, "ready"))     # vm.mjs writes it when the VM is up
-    except FileNotFoundError:
-        pass
+    for name in ("ready", "stats.json"):     # vm.mjs writes them: ready when the VM is up, stats per program
+        try:
+            os.unlink(os.path.join(state, name))
+        except FileNotFoundError:
+            pass
 
     master, slave = os.openpty()
     tty.setraw(slave)           # no echo, no line editing, no CR/LF mapping: a serial line
@@ -181,6 +188,8 @@ def main(argv=None):
            "--seed", str(args.seed), "--soc", str(args.soc)]
     if args.report_mpy is not None:
         cmd += ["--report-mpy", str(args.report_mpy)]
+    if args.frozen_firmware:
+        cmd += ["--frozen-firmware"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
 
     def stop(signum, frame):

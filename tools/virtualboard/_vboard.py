@@ -141,15 +141,32 @@ class FlashVfs:
         vbhost.fs_dirty()
 
     def open(self, path, mode):
-        if "w" in mode or "a" in mode or "+" in mode or "x" in mode:
-            self._changed()
+        writing = "w" in mode or "a" in mode or "+" in mode or "x" in mode
+        if not writing:
+            try:
+                return self._v.open(path, mode)
+            except OSError as e:
+                raise _mp_errno(e)
+        self._changed()
+        bs = self.block_bytes
         try:
-            return self._v.open(path, mode)
+            old = self._v.stat(path)[6]
+            others = int(vbhost.fs_used(bs)) - _blocks_bytes(old, bs)
+        except OSError:
+            old = None
+            others = int(vbhost.fs_used(bs))
+        if old is None and others + bs > self.size_bytes:
+            raise OSError(28)            # not even the new file's first block fits
+        try:
+            f = self._v.open(path, mode)
         except OSError as e:
             raise _mp_errno(e)
+        return SizedFile(f, self, others, 0 if (old is None or "w" in mode) else old)
 
     def mkdir(self, path):
         self._changed()
+        if int(vbhost.fs_used(self.block_bytes)) + self.block_bytes > self.size_bytes:
+            raise OSError(28)
         try:
             return self._v.mkdir(path)
         except OSError as e:
@@ -175,6 +192,47 @@ class FlashVfs:
             return self._v.rename(old, new)
         except OSError as e:
             raise _mp_errno(e)
+
+
+def _blocks_bytes(size, bs):
+    """Flash a file of `size` bytes takes: whole blocks, at least one (as vm.mjs's fs_used counts)."""
+    return max(1, (size + bs - 1) // bs) * bs
+
+
+class SizedFile(io.IOBase):
+    """A file opened for writing on the board's flash: a write that would take the file system past its
+    size raises OSError(28) (ENOSPC), as LittleFS on the ESP32 does. io.IOBase with write() keeps it a
+    stream for print(file=...) and json.dump. Other files on the volume are counted as they were at
+    open time."""
+
+    def __init__(self, f, vfs, others_bytes, size):
+        self._f = f
+        self._vfs = vfs
+        self._others = others_bytes
+        self._size = size
+
+    def write(self, b):
+        end = max(self._size, self._f.tell() + len(b))
+        if self._others + _blocks_bytes(end, self._vfs.block_bytes) > self._vfs.size_bytes:
+            raise OSError(28)
+        n = self._f.write(b)
+        self._size = end
+        return n
+
+    def close(self):
+        return self._f.close()
+
+    def flush(self):
+        return self._f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __getattr__(self, name):        # read, seek, tell, readinto... of the real file
+        return getattr(self._f, name)
 
 
 class FakeSys:
@@ -241,7 +299,10 @@ def _make_emulator(b, seed, soc):
     from tools.emulator import make_emulated_board
     bus = b.get("i2c", {})
     alert = b.get("alert_pin", -1)
-    po = {"thermal_nodes": max(1, len(b.get("thermistors", ())))}
+    # Thermal nodes on the TS pins the board names (an unnamed pin reads open), cells on its VC inputs.
+    po = {"ts_pins": list(b.get("thermistors", ()))}
+    if b.get("vc_inputs"):
+        po["vc_inputs"] = list(b["vc_inputs"])
     emu = make_emulated_board(cells=b["cell_count"], chemistry=b["chemistry"].upper(),
                               capacity_mah=b["capacity_mah"], seed=seed, soc=soc, bus_id=bus.get("id", 0),
                               crc=bool(bus.get("crc", False)), sense_mohm=b.get("shunt_uohm", 1000) / 1000.0,

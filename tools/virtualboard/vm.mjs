@@ -27,16 +27,19 @@ const SYNC_EVERY_MS = 1000;      // at most this stale: files the running progra
 const C_HEAD = 0, C_TAIL = 1, C_INTR = 2, C_PEND = 3, C_SEQ = 4;
 
 const USAGE = `usage: node tools/virtualboard/vm.mjs --state DIR --board FILE.json [--fs-bytes N]
-                                   [--report-mpy N] [--seed N] [--soc F] [--heap BYTES]
-Runs the virtual board's MicroPython VM on stdin/stdout (normally started by python -m tools.virtualboard).`;
+                                   [--report-mpy N] [--seed N] [--soc F] [--heap BYTES] [--frozen-firmware]
+Runs the virtual board's MicroPython VM on stdin/stdout (normally started by python -m tools.virtualboard).
+--frozen-firmware puts the repository's firmware package in the read-only /rom, behind the flash file
+system on sys.path, as a MicroPython image built with boards/manifest.py has it frozen.`;
 
 function parseArgs(argv) {
   const o = { state: null, board: null, fsBytes: 2 * 1024 * 1024, mpy: null, seed: 1, soc: 0.5,
-              heap: 4 * 1024 * 1024 };
+              heap: 4 * 1024 * 1024, frozenFirmware: false };
   const keys = { "--state": "state", "--board": "board", "--fs-bytes": "fsBytes", "--report-mpy": "mpy",
                  "--seed": "seed", "--soc": "soc", "--heap": "heap" };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--help" || argv[i] === "-h") { console.log(USAGE); process.exit(0); }
+    if (argv[i] === "--frozen-firmware") { o.frozenFirmware = true; continue; }
     const k = keys[argv[i]];
     if (!k || i + 1 >= argv.length) { console.error(`vm.mjs: bad argument ${argv[i]}\n${USAGE}`); process.exit(2); }
     o[k] = argv[++i];
@@ -298,6 +301,8 @@ async function workerMain({ opts, sab, why }) {
   mp.FS.mkdir("/rom/tools");
   mp.FS.writeFile("/rom/tools/__init__.py", fs.readFileSync(path.join(REPO, "tools", "__init__.py")));
   copyIn(path.join(REPO, "tools", "emulator"), "/rom/tools/emulator", (n) => n.endsWith(".py"));
+  // "Frozen" firmware: importable, never on the user's file system, shadowed by a /firmware folder there.
+  if (opts.frozenFirmware) copyIn(path.join(REPO, "firmware"), "/rom/firmware", (n) => n.endsWith(".py"));
 
   const setupOpts = { board, fs_bytes: opts.fsBytes, mpy: opts.mpy, seed: opts.seed, soc: opts.soc };
   mp.globals.set("_vb_setup", JSON.stringify(setupOpts));
@@ -315,6 +320,13 @@ async function workerMain({ opts, sab, why }) {
                  `Type "help()" for more information.\r\n`;
   // Marker for scripts and tests: the VM is up and about to boot (STATE_DIR/ready holds the Node pid).
   fs.writeFileSync(path.join(opts.state, "ready"), String(process.pid) + "\n");
+  // STATE_DIR/stats.json: how many programs came in by raw-paste and by the plain raw REPL (tests
+  // assert raw-paste is used: mpremote silently falls back to the raw REPL when a board lacks it).
+  const stats = { raw_paste: 0, raw_exec: 0 };
+  const countSession = (kind) => {
+    stats[kind]++;
+    fs.writeFileSync(path.join(opts.state, "stats.json"), JSON.stringify(stats) + "\n");
+  };
   const mountedRemote = () => { mp.runPython("import _vboard\n_vboard.mounted_remote()"); return lastResult === "1"; };
 
   // Runs Python source; returns the outcome string of _vboard.run ('' / 'E..' / 'S' / 'R<cause>').
@@ -410,6 +422,7 @@ async function workerMain({ opts, sab, why }) {
         } else if (c === 0x04) {
           if (line.length === 0) { write("\r\n"); return "S"; }
           write("OK");
+          countSession("raw_exec");
           r = execute(Buffer.from(line).toString("utf8"), "exec");
           r = finishRaw(r);
           break;
@@ -438,6 +451,7 @@ async function workerMain({ opts, sab, why }) {
       if (++sinceGrant === PASTE_WINDOW) { sinceGrant = 0; write("\x01"); }
     }
     write("\x04");
+    countSession("raw_paste");
     return finishRaw(execute(Buffer.from(data).toString("utf8"), "exec"));
   };
   const needsMore = (src) => {       // a compound statement or an open bracket/string continues
