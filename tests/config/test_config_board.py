@@ -10,7 +10,14 @@ from firmware.config import defaults, validate
 BOARDS = os.path.join(os.path.dirname(__file__), "..", "..", "boards")
 
 
-@pytest.mark.parametrize("name", ["sim16_lfp", "sim4_nmc", "esp32_bq76952_evm"])
+COMMITTED = sorted(f[:-5] for f in os.listdir(BOARDS) if f.endswith(".json") and not f.startswith("secrets"))
+
+
+def test_every_committed_board_is_checked():
+    assert {"sim16_lfp", "sim4_nmc", "esp32_bq76952_evm"} <= set(COMMITTED)
+
+
+@pytest.mark.parametrize("name", COMMITTED)
 def test_committed_boards_load_and_give_a_valid_config(name):
     b = board.load(os.path.join(BOARDS, name + ".json"))
     over = board.overrides(b)
