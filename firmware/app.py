@@ -166,13 +166,15 @@ class App:
         self.sm.keep_awake = self.bal.mask != 0   # next cycle: no chip SLEEP while cells bleed
         if ok and self._soc_started:
             self.soc.update(s, prot, dt)
-            if self.soc_path is not None and self.soc.save_due():
-                self._soc_file(True)
         s.faults = prot.faults
         self.comms.offer_sample(s)
         self.comms.poll(self.budget_ms)
         if self.wdt is not None:
             self.wdt.feed()
+        # The rare flash write (at most every 10 min, or on a full/empty mark) goes last: the FETs are
+        # commanded, the sample handed over and the watchdog fed before the file system can take its time.
+        if ok and self._soc_started and self.soc_path is not None and self.soc.save_due():
+            self._soc_file(True)
         self.cycles += 1
         took = time.ticks_diff(time.ticks_ms(), now)
         if took > self.max_cycle_ms and self.cycles > 1:   # the first cycle imports and allocates

@@ -147,7 +147,6 @@ class Comms:
         self.seq = s + 1
         return s
 
-
     def offer_sample(self, sample):
         """Copy one sample into the open telemetry frame (at most one per sample_every_ms). No blocking."""
         now = time.ticks_ms()

@@ -110,7 +110,7 @@ class Soc:
 
     def saved(self):
         """The state was written: remember it (also after a failed write, so a broken flash is retried
-        only after soc_save_min_ms)."""
+        only after _SAVE_MIN_MS)."""
         self._saved_soc = self.soc_cpct
         self._since_save_ms = 0
 

@@ -9,6 +9,7 @@ file is missing and ValueError when it is torn, corrupt or out of range; the cal
 boot OCV estimate and reports it (App.start). Called rarely (Soc.save_due): never from the steady cycle.
 """
 from firmware.config.atomic import read, seal, unseal, write_atomic
+from firmware.pack.state import EVENT_INFO
 
 _TAG = "soc1"
 
@@ -38,14 +39,13 @@ def load(path):
     return decode(read(path))
 
 
-# --- the app's side (firmware.app.App._soc_file): event codes as INFO_SOC_STATE in firmware/app.py ---
-_INFO_SOC_STATE = 35
-_EVENT_INFO = 3
+# --- the app's side (firmware.app.App._soc_file; the app is loaded whenever these run) ---
 
 
 def restore_app(app):
     """Boot: the stored state into app.soc; a missing or damaged file falls back to the boot OCV estimate
     and is reported (log + event), never raised (flash trouble must not stop protection)."""
+    from firmware.app import INFO_SOC_STATE
     code = 0
     try:
         soc, cap, nom = load(app.soc_path)
@@ -62,12 +62,13 @@ def restore_app(app):
         code = 2
     app.log.info("soc state %s" % app.soc_status)
     if code:
-        app.comms.offer_event(_EVENT_INFO, _INFO_SOC_STATE, code)
+        app.comms.offer_event(EVENT_INFO, INFO_SOC_STATE, code)
 
 
 def save_app(app):
     """Write app.soc's state; a failure is logged, reported once (value 4) and retried only after the
     Soc's minimum interval (saved() is called either way)."""
+    from firmware.app import INFO_SOC_STATE
     try:
         save(app.soc_path, app.soc)
         app.soc_writes += 1
@@ -76,4 +77,4 @@ def save_app(app):
         app.log.info("soc state write failed: %r" % (e,))
         if app.soc_status != "write failed":
             app.soc_status = "write failed"
-            app.comms.offer_event(_EVENT_INFO, _INFO_SOC_STATE, 4)
+            app.comms.offer_event(EVENT_INFO, INFO_SOC_STATE, 4)

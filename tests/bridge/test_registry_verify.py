@@ -155,13 +155,18 @@ def test_full_64_bit_window_round_trips(reg):
 T_CACHE = "bms/bms-0001/up/telemetry"
 
 
-def test_two_instances_see_each_others_commits_within_the_refresh(tmp_path):
+def shared_registry(tmp_path, instances):
+    """A registry file with bms-0001, its first connection, a settable clock, and `instances`
+    Verifiers on their own connections to it (as several bridge instances)."""
     path = tmp_path / "reg.sqlite"
     r0 = Registry(path)
     r0.add_device("bms-0001", KEY)
     now = [100.0]
-    a = Verifier(Registry(path), clock=lambda: now[0])
-    b = Verifier(Registry(path), clock=lambda: now[0])
+    return (path, r0, now) + tuple(Verifier(Registry(path), clock=lambda: now[0]) for _ in range(instances))
+
+
+def test_two_instances_see_each_others_commits_within_the_refresh(tmp_path):
+    path, r0, now, a, b = shared_registry(tmp_path, 2)
     brd = Board()
     f1, f2, f3 = brd.telemetry(1), brd.telemetry(1), brd.telemetry(1)
     assert b.check(T_CACHE, f3, 0).reason is None          # b caches its window
@@ -179,12 +184,7 @@ def test_two_instances_see_each_others_commits_within_the_refresh(tmp_path):
 
 
 def test_commit_merges_with_what_the_other_stored(tmp_path):
-    path = tmp_path / "reg.sqlite"
-    r0 = Registry(path)
-    r0.add_device("bms-0001", KEY)
-    now = [100.0]
-    a = Verifier(Registry(path), clock=lambda: now[0])
-    b = Verifier(Registry(path), clock=lambda: now[0])
+    path, r0, now, a, b = shared_registry(tmp_path, 2)
     brd = Board()
     fs = [brd.telemetry(1) for _ in range(4)]
     assert a.check(T_CACHE, fs[0], 0).reason is None
@@ -197,11 +197,7 @@ def test_commit_merges_with_what_the_other_stored(tmp_path):
 
 
 def test_removed_device_window_dropped_after_refresh(tmp_path):
-    path = tmp_path / "reg.sqlite"
-    r0 = Registry(path)
-    r0.add_device("bms-0001", KEY)
-    now = [100.0]
-    a = Verifier(Registry(path), clock=lambda: now[0])
+    path, r0, now, a = shared_registry(tmp_path, 1)
     brd = Board()
     f1 = brd.telemetry(1)
     assert a.check(T_CACHE, f1, 0).reason is None
